@@ -1,0 +1,45 @@
+"""The `namesae` command line: thin typer commands over the library, one module per command."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+
+import typer
+
+from namesae.errors import NamesaeError
+
+app = typer.Typer(
+    name="namesae",
+    help="Sparse autoencoders on CLIP embeddings of names: identity features, emergence and steering.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each name is a module `namesae.cli.<name>` defining a function of the same name; the CLI contract in DESIGN.md.
+COMMANDS = (
+    "embed", "generate", "synth", "train", "features", "identity", "groups",
+    "emergence", "steer", "basis", "search", "report", "demo",
+)
+
+for _name in COMMANDS:
+    if importlib.util.find_spec(f"namesae.cli.{_name}") is not None:
+        _module = importlib.import_module(f"namesae.cli.{_name}")
+        _obj = getattr(_module, _name)
+        if isinstance(_obj, typer.Typer):
+            app.add_typer(_obj, name=_name)
+        else:
+            app.command(_name)(_obj)
+
+
+def main() -> None:
+    """Entry point of the `namesae` console script: one clear line and exit code 2 on bad input."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        app()
+    except NamesaeError as err:
+        typer.echo(f"namesae: error: {err}", err=True)
+        sys.exit(2)
