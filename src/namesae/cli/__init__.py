@@ -19,6 +19,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    """namesae: names -> prompts -> embeddings -> SAE -> features -> identity / groups / emergence -> steering."""
+    logging.getLogger("namesae").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 # Each name is a module `namesae.cli.<name>` defining a function of the same name; the CLI contract in DESIGN.md.
 COMMANDS = (
     "embed", "generate", "synth", "train", "features", "identity", "groups",

@@ -1,0 +1,322 @@
+"""A static HTML report of a run: index with scorecard and metrics, a page per name and per feature, plots.
+
+The report reads a run directory. `run.json` in it (written by `namesae demo`; optional) maps artefacts to paths
+relative to the run directory; without it the default names below are looked up. Every artefact is optional: the
+report shows what exists. All text from the data (names, labels, prompts) is HTML-escaped by jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from namesae.errors import NamesaeError
+from namesae.report import plots
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ARTEFACTS = {
+    "scorecard": "scorecard.json",
+    "metrics": "sae/metrics.json",
+    "identity": "identity.json",
+    "features": "features.json",
+    "groups": "groups.json",
+    "emergence": "emergence/emergence.json",
+    "truth": "world/truth.json",
+    "image_store": "world/image.h5",
+    "sae": "sae",
+}
+SCALAR_FIELDS = ("n_rows", "dedicated", "dedication", "part_composition", "trace", "logdet", "cos_mean",
+                 "cos_min", "cos_max", "dse")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report was written and what it holds."""
+
+    index: Path
+    n_name_pages: int
+    n_feature_pages: int
+    plots: list[str]
+
+
+def _read_json(path: Path | None) -> Any:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise NamesaeError(f"{path}: invalid JSON ({err}); re-run the step that wrote it") from None
+
+
+def _records(data: Any, keys: tuple[str, ...]) -> list[dict]:
+    """A list of record dicts from either a bare list or a dict holding one under a known key."""
+    if data is None:
+        return []
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    for key in keys:
+        if isinstance(data.get(key), list):
+            return [r for r in data[key] if isinstance(r, dict)]
+        if isinstance(data.get(key), dict):
+            return [dict(v, name=k) if "name" not in v else v for k, v in data[key].items()]
+    return []
+
+
+def feature_id(item: Any) -> int | None:
+    """The feature index of a feature reference (an int or a dict with 'feature'/'id')."""
+    if isinstance(item, (int, np.integer)):
+        return int(item)
+    if isinstance(item, dict):
+        for key in ("feature", "id", "index"):
+            if isinstance(item.get(key), (int, np.integer)):
+                return int(item[key])
+    return None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else ("yes" if value else "no")
+    if isinstance(value, float):
+        return "—" if not np.isfinite(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("namesae.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["fmt"] = _fmt
+    env.filters["fid"] = feature_id
+    return env
+
+
+class _Run:
+    """The artefacts of one run directory, loaded once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        if not run_dir.is_dir():
+            raise NamesaeError(f"{run_dir}: run directory not found; pass the --out folder of a namesae run")
+        manifest = _read_json(run_dir / "run.json") or {}
+        self.dir = run_dir
+        self.paths = {k: run_dir / manifest.get(k, v) for k, v in DEFAULT_ARTEFACTS.items()}
+        self.scorecard = _read_json(self.paths["scorecard"]) or {}
+        self.metrics = _read_json(self.paths["metrics"]) or {}
+        self.identity = _records(_read_json(self.paths["identity"]), ("names", "records", "identity"))
+        self.features = _records(_read_json(self.paths["features"]), ("features", "records"))
+        self.groups = _read_json(self.paths["groups"]) or {}
+        self.emergence = _read_json(self.paths["emergence"]) or {}
+        truth = _read_json(self.paths["truth"]) or {}
+        self.truth = {r["name"]: r for r in _records(truth, ("names",))}
+        if not self.identity and not self.features and not self.scorecard:
+            raise NamesaeError(f"{run_dir}: no identity.json, features.json or scorecard.json found; "
+                               "run `namesae identity`/`features` (or `namesae demo`) first")
+
+
+def _name_groups(groups: Any, name: str) -> list[dict]:
+    if isinstance(groups, dict):
+        entry = groups.get("names", {}).get(name) if isinstance(groups.get("names"), dict) else groups.get(name)
+        if isinstance(entry, dict):
+            return [g for g in entry.get("groups", []) if isinstance(g, dict)]
+        if isinstance(entry, list):
+            return [g for g in entry if isinstance(g, dict)]
+    return []
+
+
+def _emergence_entry(emergence: Any, name: str) -> dict | None:
+    for rec in _records(emergence, ("names", "records")):
+        if rec.get("name") == name:
+            return rec
+    return None
+
+
+def _image_rows(store_path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Image paths per name and each name's medoid image, when the store holds images on disk."""
+    from namesae.store import EmbeddingStore
+
+    if not store_path.is_file():
+        return {}, {}
+    with EmbeddingStore.open(store_path) as store:
+        images = store.images
+        if images is None:
+            return {}, {}
+        by_name: dict[str, list[str]] = {}
+        medoids: dict[str, str] = {}
+        for name, rows in store.name_index().items():
+            rows = [r for r in rows if images[r] and (store_path.parent / images[r]).is_file()]
+            if not rows:
+                continue
+            by_name[name] = [str(store_path.parent / images[r]) for r in rows]
+            x = store.read_rows(rows)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            medoids[name] = by_name[name][int(np.argmax((x @ x.T).sum(axis=1)))]
+    return by_name, medoids
+
+
+def _embedding_map(store_path: Path, out: Path, seed: int = 0) -> list[str]:
+    """t-SNE map of per-name mean image embeddings, coloured by within-name similarity."""
+    from namesae.store import EmbeddingStore
+
+    if not store_path.is_file():
+        return []
+    with EmbeddingStore.open(store_path) as store:
+        rows = store.select(kind="image")
+        if len(rows) == 0:
+            return []
+        x = store.read_rows(rows)
+        names = store.names[rows].astype(str)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    uniq, inverse = np.unique(names, return_inverse=True)
+    if len(uniq) < 5:
+        return []
+    means = np.zeros((len(uniq), x.shape[1]))
+    np.add.at(means, inverse, x)
+    counts = np.bincount(inverse)
+    means /= counts[:, None]
+    # Mean pairwise cosine within a name equals (|sum|^2 - m) / (m (m - 1)) for unit rows.
+    sums_sq = (means * counts[:, None]) ** 2
+    within = np.where(counts > 1, (sums_sq.sum(1) - counts) / np.maximum(counts * (counts - 1), 1), np.nan)
+    from sklearn.manifold import TSNE
+
+    coords = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(uniq) - 1) / 3),
+                  random_state=seed).fit_transform(means)
+    path = plots.scatter_plot(coords[:, 0], coords[:, 1], out / "map_within_similarity.png", "t-SNE 1",
+                              "t-SNE 2", "Names' mean image embeddings (t-SNE)", colour=within,
+                              colour_label="mean within-name cosine")
+    return [path.name]
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None, max_feature_pages: int = 2000
+                 ) -> ReportResult:
+    """Write the static HTML report of a run directory; returns where the index is."""
+    run = _Run(Path(run_dir))
+    out = Path(out_dir) if out_dir is not None else run.dir / "report"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    try:
+        result = _write_site(run, stage, max_feature_pages)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(stage, out)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    return ReportResult(out / "index.html", result.n_name_pages, result.n_feature_pages, result.plots)
+
+
+def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
+    env = _environment()
+    (out / "names").mkdir(parents=True)
+    (out / "features").mkdir()
+    (out / "plots").mkdir()
+
+    identity = sorted(run.identity, key=lambda r: str(r.get("name", "")))
+    name_pages = {str(r.get("name")): f"names/n{i:05d}.html" for i, r in enumerate(identity)}
+    features = sorted(run.features, key=lambda r: feature_id(r) if feature_id(r) is not None else -1)
+    features = [f for f in features if feature_id(f) is not None][:max_feature_pages]
+    feature_pages = {feature_id(f): f"features/f{feature_id(f):06d}.html" for f in features}
+    images, medoids = _image_rows(run.paths["image_store"])
+
+    plot_files = _site_plots(run, identity, out / "plots")
+
+    def rel_image(path: str, depth: int) -> str:
+        return os.path.relpath(path, out if depth == 0 else out / "names")
+
+    for rec in identity:
+        name = str(rec.get("name"))
+        emerg = _emergence_entry(run.emergence, name)
+        curve = ""
+        if emerg and isinstance(emerg.get("dedication"), list):
+            xs = emerg.get("axis_values") or run.emergence.get("axis_values") or list(range(len(emerg["dedication"])))
+            curve = plots.svg_curve(xs, emerg["dedication"])
+        attrs = rec.get("attributes") if isinstance(rec.get("attributes"), dict) else {}
+        page = env.get_template("name.html").render(
+            title=name, root="..", rec=rec, scalars=[(k, rec.get(k)) for k in SCALAR_FIELDS if k in rec],
+            zscores=sorted((k, v) for k, v in rec.items() if k.startswith("z_")),
+            attributes=attrs, feature_pages={k: "../" + v for k, v in feature_pages.items()},
+            groups=_name_groups(run.groups, name), emergence=emerg, curve=curve,
+            truth=run.truth.get(name), medoid=rel_image(medoids[name], 1) if name in medoids else None,
+            images=[rel_image(p, 1) for p in images.get(name, [])[:16]],
+        )
+        (out / name_pages[name]).write_text(page, encoding="utf-8")
+
+    for feat in features:
+        fid = feature_id(feat)
+        acts = feat.get("histogram_values") or feat.get("activations") or []
+        page = env.get_template("feature.html").render(
+            title=f"feature {fid}", root="..", feat=feat, fid=fid,
+            stats=[(k, v) for k, v in feat.items() if isinstance(v, (int, float, str, bool)) and k != "feature"],
+            histogram=plots.svg_histogram(np.asarray(acts, dtype=float)) if acts else "",
+            name_pages={k: "../" + v for k, v in name_pages.items()},
+        )
+        (out / feature_pages[fid]).write_text(page, encoding="utf-8")
+
+    index = env.get_template("index.html").render(
+        title="namesae report", root=".", scorecard=_flatten(run.scorecard), metrics=_flatten(run.metrics),
+        identity=identity, name_pages=name_pages, features=features, feature_pages=feature_pages,
+        plots=plot_files, run_dir=str(run.dir),
+    )
+    (out / "index.html").write_text(index, encoding="utf-8")
+    return ReportResult(out / "index.html", len(identity), len(features), plot_files)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as (dotted key, scalar) rows for a table."""
+    rows: list[tuple[str, Any]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+    elif isinstance(data, list):
+        rows.append((prefix.rstrip("."), ", ".join(_fmt(v) for v in data[:12])))
+    else:
+        rows.append((prefix.rstrip("."), data))
+    return rows
+
+
+def _site_plots(run: _Run, identity: list[dict], out: Path) -> list[str]:
+    """The site's large figures; each is drawn only when its data exists."""
+    made: list[str] = []
+    names = [str(r.get("name")) for r in identity]
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r.get(key) if isinstance(r.get(key), (int, float)) else np.nan for r in identity],
+                        dtype=float)
+
+    dedicated = np.array([bool(r.get("dedicated")) for r in identity])
+    trace, cos_mean, dedication = column("trace"), column("cos_mean"), column("dedication")
+    ok = np.isfinite(trace) & np.isfinite(cos_mean)
+    if ok.sum() >= 3:
+        plots.scatter_plot(trace[ok], cos_mean[ok], out / "diversity.png", "total variance tr(Σ)",
+                           "mean pairwise cosine", "Diversity of names' generations", colour=dedication[ok],
+                           colour_label="dedication", highlight=dedicated[ok],
+                           annotate=[n for n, k in zip(names, ok) if k])
+        made.append("diversity.png")
+    freq = np.array([run.truth.get(n, {}).get("frequency", np.nan) or np.nan for n in names], dtype=float)
+    ok = np.isfinite(freq) & np.isfinite(dedication) & (freq > 0)
+    if ok.sum() >= 3:
+        plots.scatter_plot(freq[ok], dedication[ok], out / "dedication_vs_frequency.png", "name frequency",
+                           "dedication", "Dedication against name frequency", highlight=dedicated[ok], logx=True)
+        made.append("dedication_vs_frequency.png")
+    em = _records(run.emergence, ("names", "records"))
+    phased = [r for r in em if isinstance(r.get("phases"), list) and r["phases"]]
+    if phased:
+        width = max(len(r["phases"]) for r in phased)
+        grid = np.array([[p or 0 for p in r["phases"]] + [0] * (width - len(r["phases"])) for r in phased])
+        axis = run.emergence.get("axis_values") or list(range(width))
+        plots.phase_map([str(r.get("name")) for r in phased], axis, grid, out / "phase_map.png",
+                        axis_label=str(run.emergence.get("axis", "checkpoint")))
+        made.append("phase_map.png")
+    made.extend(_embedding_map(run.paths["image_store"], out))
+    return made

@@ -1,0 +1,118 @@
+"""The report shows every name as text, links names and features, and works in a real browser from file://."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from namesae.errors import NamesaeError
+from namesae.report import build_report
+from namesae.store import write_store
+
+INJECTION = "<script>alert(1)</script>"
+
+
+def make_run(root: Path, n_names: int = 12) -> Path:
+    """A small run directory with every artefact the report reads, including a hostile name and images."""
+    rng = np.random.default_rng(0)
+    names = [f"Name {i}" for i in range(n_names - 2)] + [INJECTION, "Zoë Ñandú"]
+    identity = [
+        {"name": n, "n_rows": 4, "dedicated": i % 3 == 0, "dedication": float(rng.uniform()),
+         "identity_features": [{"feature": i, "precision": 0.9, "recall": 0.8}] if i % 3 == 0 else [],
+         "top_features": [{"feature": (i + 1) % n_names, "share": 0.4, "label": "age:elderly"}],
+         "part_composition": float(rng.uniform()), "trace": float(rng.uniform()),
+         "cos_mean": float(rng.uniform()), "dse": 1.2, "attributes": {"age": {"mean": 40.0, "std": 3.0}},
+         "z_trace": 0.5}
+        for i, n in enumerate(names)
+    ]
+    features = [{"feature": j, "label": INJECTION if j == 1 else f"label {j}", "frequency": 0.1,
+                 "mean_activation": 0.5, "top_names": [{"name": names[j], "mass": 1.0}],
+                 "histogram_values": rng.exponential(size=30).tolist()} for j in range(n_names)]
+    (root / "world").mkdir(parents=True)
+    (root / "identity.json").write_text(json.dumps({"names": identity}))
+    (root / "features.json").write_text(json.dumps({"features": features}))
+    (root / "scorecard.json").write_text(json.dumps({"identity": {"precision": 0.95, "recall": 1.0}}))
+    (root / "emergence").mkdir()
+    (root / "emergence" / "emergence.json").write_text(json.dumps({
+        "axis": "samples seen", "axis_values": [1, 2, 3],
+        "names": [{"name": n, "dedication": [0.1, 0.5, 0.9], "phases": [1, 2, 3], "emergence_index": 2}
+                  for n in names]}))
+    (root / "world" / "truth.json").write_text(json.dumps({"names": [
+        {"name": n, "dedicated": i % 3 == 0, "frequency": 10.0 ** (i % 5 + 1), "phase": 3}
+        for i, n in enumerate(names)]}))
+    img_dir = root / "world" / "images"
+    img_dir.mkdir()
+    rows, row_names, paths = [], [], []
+    for i, n in enumerate(names):
+        for k in range(4):
+            path = img_dir / f"{i}_{k}.png"
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+            rows.append(rng.normal(size=8))
+            row_names.append(n)
+            paths.append(f"images/{i}_{k}.png")
+    write_store(root / "world" / "image.h5", np.array(rows), row_names, ["a photo"] * len(rows), "image",
+                space="test:image", seeds=list(range(len(rows))), images=paths)
+    return root
+
+
+def test_report_escapes_names_and_links_every_page(tmp_path):
+    result = build_report(make_run(tmp_path / "run"), tmp_path / "site")
+    index = result.index.read_text()
+    assert INJECTION not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    assert result.n_name_pages == 12 and result.n_feature_pages == 12
+    assert {"diversity.png", "dedication_vs_frequency.png", "phase_map.png", "map_within_similarity.png"} <= set(
+        result.plots)
+    site = result.index.parent
+    for page in [result.index, *site.glob("names/*.html"), *site.glob("features/*.html")]:
+        html = page.read_text()
+        assert "<script>alert" not in html
+        for link in __import__("re").findall(r'(?:href|src)="([^"#]+)', html):
+            assert (page.parent / link).exists(), f"{page.name} links to missing {link}"
+    name_page = next(p for p in site.glob("names/*.html") if "Zoë Ñandú" in p.read_text())
+    assert "<img" in name_page.read_text() and "Emergence" in name_page.read_text()
+
+
+def test_report_of_an_empty_folder_says_what_to_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NamesaeError, match="namesae demo"):
+        build_report(tmp_path / "empty")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (.ci/run installs it)")
+def test_report_works_in_headless_chromium_from_file_url(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    result = build_report(make_run(tmp_path / "run"), tmp_path / "site")
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(result.index.as_uri())
+            page.fill("#names-filter", "Zoë")
+            visible = page.locator("#names-table tbody tr:visible")
+            assert visible.count() == 1
+            page.click("#names-table th:nth-child(4)")  # sort by dedication
+            visible.first.locator("a").click()
+            page.wait_for_load_state()
+            assert page.locator("h1").inner_text() == "Zoë Ñandú"
+            page.screenshot(path=str(tmp_path / "name.png"))
+            page.goto(result.index.as_uri())
+            page.fill("#names-filter", "script")
+            page.locator("#names-table tbody tr:visible a").first.click()
+            assert page.locator("h1").inner_text() == INJECTION  # shown as text, never run
+            assert not dialogs
+        finally:
+            browser.close()
+    assert (tmp_path / "name.png").stat().st_size > 1000
+    assert errors == []
