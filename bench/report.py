@@ -1,0 +1,76 @@
+"""Benchmark: time to build the report of 1,000 names x 16 images (target < 60 s on 2 cores)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save  # noqa: E402
+
+from namesae.report import build_report  # noqa: E402
+from namesae.store import write_store  # noqa: E402
+
+
+def make_run(root: Path, n_names: int, n_images: int, n_features: int, d: int = 64) -> None:
+    """A run directory shaped like the demo's, at benchmark size."""
+    rng = np.random.default_rng(0)
+    names = [f"First{i} Last{i % 97}" for i in range(n_names)]
+    identity = [{"name": n, "n_rows": n_images, "dedicated": bool(i % 4 == 0), "dedication": float(rng.uniform()),
+                 "identity_features": [{"feature": i % n_features, "precision": 0.9, "recall": 0.7}],
+                 "top_features": [{"feature": int(j), "share": 0.1} for j in rng.integers(0, n_features, 8)],
+                 "part_composition": float(rng.uniform()), "trace": float(rng.uniform()),
+                 "logdet": float(rng.normal()), "cos_mean": float(rng.uniform()), "cos_min": 0.1,
+                 "cos_max": 0.9, "dse": float(rng.uniform(0, 3)),
+                 "attributes": {"age": {"mean": 40.0, "std": 5.0}}} for i, n in enumerate(names)]
+    features = [{"feature": j, "label": f"label {j}", "frequency": float(rng.uniform(0, 0.1)),
+                 "mean_activation": float(rng.uniform()),
+                 "top_names": [{"name": names[int(k)], "mass": 1.0} for k in rng.integers(0, n_names, 10)],
+                 "histogram_values": rng.exponential(size=200).round(4).tolist()} for j in range(n_features)]
+    (root / "world" / "images").mkdir(parents=True)
+    (root / "identity.json").write_text(json.dumps({"names": identity}))
+    (root / "features.json").write_text(json.dumps({"features": features}))
+    (root / "scorecard.json").write_text(json.dumps({"bench": True}))
+    (root / "world" / "truth.json").write_text(json.dumps({"names": [
+        {"name": n, "frequency": float(rng.integers(10, 10**6))} for n in names]}))
+    tile = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    paths = []
+    for i in range(n_names):
+        for k in range(n_images):
+            rel = f"images/{i:05d}_{k:02d}.png"
+            tile.save(root / "world" / rel)
+            paths.append(rel)
+    x = rng.normal(size=(n_names * n_images, d)).astype(np.float32)
+    write_store(root / "world" / "image.h5", x, [n for n in names for _ in range(n_images)],
+                ["a photo"] * len(x), "image", "bench:image", seeds=list(range(len(x))), images=paths)
+
+
+def main() -> None:
+    """Build the run once, then time the report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--names", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--features", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        make_run(root, args.names, args.images, args.features)
+        start = time.perf_counter()
+        result = build_report(root, Path(tmp) / "site")
+        seconds = time.perf_counter() - start
+    out = {"names": args.names, "images_per_name": args.images, "features": args.features,
+           "seconds": round(seconds, 2), "target_seconds": 60, "meets_target": seconds < 60,
+           "name_pages": result.n_name_pages, "feature_pages": result.n_feature_pages, "plots": result.plots}
+    print(json.dumps(out, indent=2))
+    print(f"wrote {save('report', out)}")
+
+
+if __name__ == "__main__":
+    main()
