@@ -1,0 +1,118 @@
+"""Benchmark: `namesae identity` on 10k names x 16 image rows with an 8k-feature SAE, against a dense numpy baseline.
+
+Both sides run in their own subprocess on the same store and SAE (torch/BLAS limited to 2 threads); wall time
+and peak RSS (ru_maxrss from wait4) are measured per side, and the outputs are compared for agreement.
+
+- ours:     the real CLI, `namesae identity --sae DIR --store S` (sparse (feature, name) pairs, batched Gram
+            matrices for rigidity).
+- baseline: a straightforward dense implementation of the same measures: the same SAE encoding in batches,
+            dense feature x name mass/count tables (np.add.at), dense precision/recall/identity tables, and per
+            name np.cov (d x d), slogdet, pairwise cosines and the row-normalised diffusion operator's eigvals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save  # noqa: E402
+
+THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+
+
+def make_inputs(root: Path, n_names: int, rows_per_name: int, d: int, d_sae: int, seed: int = 0) -> tuple[Path, Path]:
+    """An image store of clustered rows (a share of names owning a direction) and an SAE checkpoint for it."""
+    from namesae.sae import build_sae_from_weights  # see make_sae below for the fallback
+    del build_sae_from_weights
+    raise NotImplementedError
+
+
+def run_side(cmd: list[str]) -> dict:
+    """Run one side in a subprocess; wall seconds and peak RSS (MiB) of that process tree."""
+    env = {**os.environ, **THREADS}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    out = proc.stdout.read() if proc.stdout else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def dense_baseline(sae_dir: Path, store_path: Path, out: Path, tau_p: float, tau_r: float, epsilon: float,
+                   sigma: float, t: float, batch: int) -> None:
+    """The same measures, computed the plain dense way; writes baseline.json."""
+    import torch
+
+    from namesae.identity.reference import dense_identity, dense_precision_recall, rigidity_reference
+    from namesae.sae import encode, load_sae
+    from namesae.store import EmbeddingStore
+
+    torch.set_num_threads(2)
+    sae = load_sae(sae_dir)
+    with EmbeddingStore.open(store_path) as store:
+        names = store.names.astype(str)
+        uniq, first, ids = np.unique(names, return_index=True, return_inverse=True)
+        n_names, d_sae = len(uniq), int(sae.d_sae)
+        mass_nf = np.zeros((n_names, d_sae))
+        count_nf = np.zeros((n_names, d_sae))
+        for start in range(0, len(store), batch):
+            x = store.read(start, start + batch)
+            with torch.no_grad():
+                codes = encode(sae, x).numpy().astype(np.float64)
+            np.add.at(mass_nf, ids[start:start + len(x)], codes)
+            np.add.at(count_nf, ids[start:start + len(x)], (codes > 0).astype(np.float64))
+        precision, recall = dense_precision_recall(mass_nf.T, count_nf.T, np.bincount(ids))
+        dedicated, dedication, _ = dense_identity(precision, recall, tau_p, tau_r)
+        records = {}
+        index = store.name_index()
+        for n in range(n_names):
+            rig = rigidity_reference(store.read_rows(index[str(uniq[n])]), epsilon, sigma, t)
+            records[str(uniq[n])] = {"dedicated": bool(dedicated[n]), "dedication": float(dedication[n]), **rig}
+    (out / "baseline.json").write_text(json.dumps(records))
+
+
+def compare(ours_path: Path, base_path: Path) -> dict:
+    """Agreement of the two sides' per-name outputs."""
+    ours = {r["name"]: r for r in json.loads(ours_path.read_text())["names"]}
+    base = json.loads(base_path.read_text())
+    names = sorted(base)
+    agree = float(np.mean([ours[n]["dedicated"] == base[n]["dedicated"] for n in names]))
+    out = {"names_compared": len(names), "dedicated_agreement": agree}
+    for key in ("dedication", "trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse"):
+        a = np.array([ours[n][key] for n in names], dtype=float)
+        b = np.array([base[n][key] for n in names], dtype=float)
+        out[f"max_abs_diff_{key}"] = float(np.nanmax(np.abs(a - b)))
+    return out
+
+
+def main() -> None:
+    """Build the inputs once, run both sides, save the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--names", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--features", type=int, default=8192)
+    parser.add_argument("--side", choices=["dense"], help=argparse.SUPPRESS)
+    parser.add_argument("--args", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side == "dense":
+        dense_baseline(**{k: (Path(v) if k in ("sae_dir", "store_path", "out") else v)
+                          for k, v in json.loads(args.args).items()})
+        return
+    raise NotImplementedError
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""`namesae embed`: names x prompt templates (or a folder of images) -> an embedding store, resumably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def embed(
+    out: Path = typer.Option(..., "--out", help="Store to write (HDF5). An existing store is resumed: rows already "
+                             "in it are skipped; its space, dim and normalisation must match."),
+    names: Path = typer.Option(None, "--names", help="Name list: .txt (one per line), .csv (a 'name' column) or "
+                               ".json (a list). Names are NFC-normalised; duplicates are dropped with a warning."),
+    builtin: str = typer.Option(None, "--builtin", help="A shipped name list: first (US first names, SSA), "
+                                "surnames (US Census), famous (well-known people, characters, artworks)."),
+    top: int = typer.Option(None, "--top", help="With --builtin: first names of rank <= TOP in some decade; "
+                            "the TOP most common surnames; the first TOP famous names."),
+    decade: int = typer.Option(None, "--decade", help="With --builtin first: only this decade (1880 ... 2010)."),
+    sex: str = typer.Option(None, "--sex", help="With --builtin first: F or M."),
+    category: str = typer.Option(None, "--category", help="With --builtin famous: one category (actor, artwork, ...)."),
+    templates: list[str] = typer.Option(None, "--templates", "-t", help="Repeatable: a template kind (portrait, "
+                                        "scenario, style) or a text holding {name}. Default: portrait."),
+    images: Path = typer.Option(None, "--images", help="Embed the images of this folder instead of texts (image rows); "
+                                "names from DIR/images.csv|json (image,name[,prompt,seed]) or the layout "
+                                "DIR/<name>/<seed>.png or DIR/<name>__<seed>.png."),
+    model: str = typer.Option(None, "--model", help="open_clip model (ViT-H-14, ViT-bigG-14, ...), a tiny offline "
+                              "model (tiny, tiny-1024, tiny-1280, tiny-b32-text), hf-hub:ORG/REPO or local-dir:PATH."),
+    pretrained: str = typer.Option(None, "--pretrained", help="open_clip tag (laion2b_s32b_b79k for ViT-H-14, "
+                                   "laion2b_s39b_b160k for ViT-bigG-14) or a checkpoint file; seed<N> for tiny."),
+    space_tag: str = typer.Option(None, "--space-tag", help="Override '<model>:<pretrained>' in the store's space."),
+    device: str = typer.Option(None, "--device", help="cpu (default), cuda, cuda:N, mps or auto."),
+    dtype: str = typer.Option(None, "--dtype", help="Encoder precision: float32 (default), float16, bfloat16."),
+    normalize: bool = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default on)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Texts or images per forward pass (default 256)."),
+    chunk_rows: int = typer.Option(None, "--chunk-rows", help="Rows per store append; a kill loses at most one "
+                                   "chunk (default 4096)."),
+    store_dtype: str = typer.Option(None, "--store-dtype", help="On-disk dtype of a new store: float32 or float16."),
+    config: Path = typer.Option(None, "--config", help="TOML file; its [embed] section sets EmbedConfig fields."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Embed names in prompt templates (text rows: one per name per template) or a folder of generated images
+    (image rows) with an open_clip model, into an HDF5 embedding store. Rerunning the same command resumes:
+    rows already written are skipped, so a killed job loses at most one chunk."""
+    from namesae.config import config_from_dict, load_toml
+    from namesae.errors import ConfigError, NamesaeError
+    from namesae.names import builtin_names, load_names, resolve_templates
+
+    data = dict(load_toml(config).get("embed", {})) if config is not None else {}
+    overrides = {"model": model, "pretrained": pretrained, "space_tag": space_tag, "device": device,
+                 "dtype": dtype, "normalize": normalize, "batch_size": batch_size, "chunk_rows": chunk_rows,
+                 "store_dtype": store_dtype, "templates": tuple(templates) if templates else None}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if not data.get("model"):
+        raise ConfigError("--model is required (e.g. --model ViT-H-14 --pretrained laion2b_s32b_b79k, or "
+                          "--model tiny offline), or set model in the [embed] section of --config")
+    from namesae.embed import EmbedConfig, embed_images, embed_texts, image_rows
+
+    cfg = config_from_dict(EmbedConfig, data, f"{config} [embed]" if config else "command line")
+
+    # Check every input before loading a model (seconds to minutes).
+    if images is not None:
+        if names is not None or builtin is not None:
+            raise NamesaeError("--images embeds image rows and --names/--builtin text rows; a store holds one "
+                               "space, so run embed twice with different --out")
+        rows = image_rows(images)
+    else:
+        if names is None and builtin is None:
+            raise NamesaeError("nothing to embed: give --names FILE, --builtin first|surnames|famous or --images DIR")
+        name_list = load_names(names) if names is not None else []
+        if builtin is not None:
+            extra = builtin_names(builtin, top=top, decade=decade, sex=sex, category=category)
+            name_list += [n for n in extra if n not in set(name_list)]
+        prompts = resolve_templates(cfg.templates)
+
+    from namesae.encoders import load_encoder
+
+    encoder = load_encoder(cfg.model, cfg.pretrained, device=cfg.device, dtype=cfg.dtype, normalize=cfg.normalize,
+                           batch_size=cfg.batch_size, space_tag=cfg.space_tag)
+    if images is not None:
+        result = embed_images(encoder, rows, out, cfg, progress=progress)
+    else:
+        result = embed_texts(encoder, name_list, prompts, out, cfg, progress=progress)
+    s = result.summary
+    typer.echo(f"embed: {result.written} rows written, {result.skipped} already in the store; store has {s['rows']} "
+               f"rows of {s['names']} names, dim {s['dim']}, space {s['space']}")
+    typer.echo(f"wrote {result.path}")

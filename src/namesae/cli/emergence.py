@@ -1,0 +1,86 @@
+"""`namesae emergence`: when each name gains a dedicated feature along an ordered series, and its phase at each point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def emergence(
+    series: Path = typer.Option(..., "--series", help="Series spec: a TOML/JSON file listing the points (store, "
+                                "sae or a \\[train] config, axis value; see `namesae.emergence.series`), or a folder: "
+                                "a synthetic world written by `namesae synth` (its progression/ checkpoints)."),
+    out: Path = typer.Option(..., "--out", help="Folder for emergence.json/.csv, curves.csv, families.csv, plots "
+                             "and the SAEs trained for points without one (out/saes/<label>)."),
+    config: Path = typer.Option(None, "--config", help="TOML file: \\[emergence] (EmergenceConfig), "
+                                "\\[emergence.phases] (phase thresholds), \\[train] (TrainConfig for points without an "
+                                "SAE; overrides the spec's \\[train])."),
+    truth: Path = typer.Option(None, "--truth", help="A synthetic world's truth.json (or its folder) to score "
+                               "against (default: the spec's `truth`, or the world given as --series)."),
+    frequencies: Path = typer.Option(None, "--frequencies", help="Name frequencies (CSV name,frequency or JSON "
+                                     "{name: frequency}) for the emergence-against-frequency plot."),
+    curve_name: list[str] = typer.Option(None, "--curve-name", help="A name to draw in the dedication-curve plot "
+                                         "(repeat the option; default: names spread over emergence indices)."),
+    tau_p: float = typer.Option(None, "--tau-p", help="Precision threshold of identity features (default 0.8)."),
+    tau_r: float = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Per name over an ordered series (CLIP checkpoints by samples seen, SAE dictionary sizes, SAE training steps):
+    dedication curve (within each point's SAE), emergence index (first point from which it stays dedicated), change
+    point of the curve, phase 1-4 at each point with the measures that decided it, and feature-family links between
+    SAEs of one space. Writes emergence.json, emergence.csv (per name), curves.csv (per name and point),
+    families.csv, dedication_curves.png, phase_map.png, emergence_vs_frequency.png and, with a truth, score.json."""
+    import dataclasses
+    import json
+
+    from namesae.config import load_toml
+    from namesae.emergence import (
+        load_emergence_config,
+        load_frequencies,
+        load_series,
+        run_emergence,
+        score_emergence,
+        write_emergence,
+    )
+    from namesae.errors import ConfigError
+
+    cfg = load_emergence_config(config)
+    overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r)) if v is not None}
+    if curve_name:
+        overrides["curve_names"] = tuple(curve_name)
+    if overrides:
+        try:
+            cfg = dataclasses.replace(cfg, **overrides)
+        except ConfigError as err:
+            raise ConfigError(f"--tau-p/--tau-r/--curve-name: {err}") from None
+    train = None
+    if config is not None:
+        train = load_toml(config).get("train")
+        if train is not None and not isinstance(train, dict):
+            raise ConfigError(f"{config}: [train] must be a table of TrainConfig fields")
+    spec = load_series(series, train=train)
+    freqs = load_frequencies(frequencies) if frequencies is not None else None
+    typer.echo(f"emergence: {len(spec.points)} points on axis '{spec.axis}' from {spec.source}")
+    result = run_emergence(spec, cfg, out, frequencies=freqs, progress=progress)
+    truth_path = truth if truth is not None else spec.truth
+    score = score_emergence(result, truth_path) if truth_path is not None else None
+    meta = {"series": str(series), "truth": str(truth_path) if truth_path is not None else None}
+    paths = write_emergence(result, out, meta=meta, score=score)
+
+    counts = {label: 0 for label in result.labels}
+    for n in result.names:
+        if n.emergence_index is not None:
+            counts[result.labels[n.emergence_index]] += 1
+    never = sum(n.emergence_index is None for n in result.names)
+    final = {str(p): sum(n.final_phase == p for n in result.names) for p in (1, 2, 3, 4)}
+    typer.echo(f"emergence: {len(result.names)} names; emerged at {json.dumps(counts)}; never {never}; "
+               f"phases at the last point {json.dumps(final)}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    if score is not None:
+        keys = ("emergence_within_1", "no_emergence_compositional", "phase_agreement")
+        typer.echo("score: " + ", ".join(f"{k} = {score[k]:.3f}" if score[k] is not None else f"{k} = n/a"
+                                         for k in keys))
+    for path in paths.values():
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,99 @@
+"""`namesae generate`: images per name and template through Kandinsky 2.2 or SD 2.1 unCLIP, embedded into a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def generate(
+    out: Path = typer.Option(..., "--out", help="Output folder: images/, shards/, image.h5 (the store), images.csv, "
+                             "generate.json. Rerunning the same command resumes."),
+    names: Path = typer.Option(None, "--names", help="Name list: .txt (one per line), .csv (a 'name' column) or "
+                               ".json (a list)."),
+    pipeline: str = typer.Option(None, "--pipeline", help="kandinsky22 or sd21-unclip."),
+    model: str = typer.Option(None, "--model", help="Decoder hub id or folder; tiny:DIR builds a tiny random "
+                              "pipeline in DIR (offline, for tests and the demo). Default: the real model's hub id."),
+    prior: str = typer.Option(None, "--prior", help="Kandinsky 2.2 prior hub id or folder (default: the hub prior "
+                              "or DIR/prior of a namesae folder)."),
+    n: int = typer.Option(None, "--n", help="Images per name and template (default 9)."),
+    templates: list[str] = typer.Option(None, "--templates", "-t", help="Repeatable: a template kind (portrait, "
+                                        "scenario, style) or a text holding {name}. Default: portrait."),
+    seed_offset: int = typer.Option(None, "--seed-offset", help="Image j gets seed SEED_OFFSET + j (default 0)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per pipeline call (default 8)."),
+    steps: int = typer.Option(None, "--steps", help="Decoder denoising steps (default: the pipeline's)."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", help="Decoder guidance (default: the pipeline's)."),
+    prior_steps: int = typer.Option(None, "--prior-steps", help="Kandinsky prior steps."),
+    height: int = typer.Option(None, "--height", help="Image height in pixels."),
+    width: int = typer.Option(None, "--width", help="Image width in pixels."),
+    encoder: str = typer.Option(None, "--encoder", help="open_clip model embedding the images (default: the one of "
+                                "the decoder's space, e.g. ViT-bigG-14 for Kandinsky 2.2)."),
+    pretrained: str = typer.Option(None, "--pretrained", help="open_clip tag of --encoder."),
+    device: str = typer.Option(None, "--device", help="cpu (default), cuda (each rank its LOCAL_RANK GPU), cuda:N, "
+                               "mps, auto."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 (default), float16, bfloat16."),
+    normalize: bool = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default on)."),
+    rank: int = typer.Option(None, "--rank", help="Manual sharding without a launcher: this process's rank; merge "
+                             "later with --merge-only. Under torchrun / accelerate launch, ranks come from the env."),
+    world_size: int = typer.Option(None, "--world-size", help="Manual sharding: number of processes."),
+    merge_only: bool = typer.Option(False, "--merge-only", help="Only merge DIR/shards/*.h5 into DIR/image.h5."),
+    config: Path = typer.Option(None, "--config", help="TOML file; its [generate] section sets GenerateConfig "
+                                "fields."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per rank."),
+) -> None:
+    """Draw N images per name and prompt template with fixed seeds, write them as PNG (name, prompt, seed and
+    decoder in the metadata) and their CLIP image embeddings into a store. Resumable: a restarted run skips
+    finished images and never duplicates a row. Parallel: `torchrun --nproc_per_node K $(which namesae) generate
+    ...` gives each rank a deterministic slice and its own shard; rank 0 merges them at the end."""
+    from namesae.config import config_from_dict, load_toml
+    from namesae.errors import ConfigError
+
+    if merge_only:
+        from namesae.generate import merge_generated
+        from namesae.store import EmbeddingStore
+
+        path = merge_generated(out)
+        with EmbeddingStore.open(path) as store:
+            typer.echo(f"merged {store.summary()['rows']} rows into {path}")
+        return
+    data = dict(load_toml(config).get("generate", {})) if config is not None else {}
+    overrides = {"pipeline": pipeline, "model": model, "prior": prior, "n": n, "seed_offset": seed_offset,
+                 "batch_size": batch_size, "steps": steps, "guidance_scale": guidance_scale,
+                 "prior_steps": prior_steps, "height": height, "width": width, "encoder": encoder,
+                 "pretrained": pretrained, "device": device, "dtype": dtype, "normalize": normalize,
+                 "templates": tuple(templates) if templates else None}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if names is None:
+        raise ConfigError("--names FILE is required (one name per line, a CSV with a 'name' column, or JSON)")
+    from namesae.generate import GenerateConfig, ranks_from_env, run_generate
+    from namesae.names import load_names, resolve_templates
+
+    cfg = config_from_dict(GenerateConfig, data, f"{config} [generate]" if config else "command line")
+    name_list = load_names(names)
+    resolve_templates(cfg.templates)  # fail on a bad template before loading models
+    ranks = ranks_from_env(rank, world_size)
+
+    from namesae.encoders import load_encoder
+    from namesae.pipelines import load_decoder, resolve_model
+
+    model_path = resolve_model(cfg.pipeline, cfg.model)
+    run_device = f"cuda:{ranks.local_rank}" if cfg.device == "cuda" and ranks.world > 1 else cfg.device
+    decoder = load_decoder(cfg.pipeline, model_path, cfg.prior, device=run_device, dtype=cfg.dtype,
+                           settings=cfg.settings())
+    spec = decoder.info.encoder or {}
+    enc_model, enc_pretrained = cfg.encoder or spec.get("model"), cfg.pretrained or spec.get("pretrained")
+    if not enc_model:
+        raise ConfigError(f"the decoder's space {decoder.space!r} has no open_clip image encoder; pass --encoder "
+                          f"(and --pretrained) to embed the images")
+    image_encoder = load_encoder(enc_model, enc_pretrained, device=run_device, dtype=cfg.dtype,
+                                 normalize=cfg.normalize)
+    result = run_generate(decoder, image_encoder, name_list, out, cfg, ranks, progress=progress)
+    shard = result.shard
+    typer.echo(f"rank {ranks.rank}/{ranks.world}: {shard.generated} images drawn, {shard.embedded_from_disk} "
+               f"embedded from disk, {shard.skipped} already done -> {shard.shard}")
+    if result.store is not None:
+        typer.echo(f"wrote {result.summary['rows']} rows to {result.store}, images under {out / 'images'}, "
+                   f"{out / 'generate.json'}")
+    elif ranks.rank == 0 and not ranks.launched:
+        typer.echo(f"run every rank, then: namesae generate --merge-only --out {out}")

@@ -1,0 +1,70 @@
+"""Emergence and phases: when a name gains a dedicated feature along an ordered series, and its phase at each point.
+
+A series is an ordered list of (store, SAE) points: CLIP checkpoints by samples seen, SAE dictionary sizes, or an
+SAE's own training steps (`series.py` documents the spec file and folder conventions). Features of different SAEs
+are different features, so dedication is measured within each point's SAE (`measures.py`); across SAEs of one
+space, feature-family links (decoder cosines between consecutive SAEs) show a shared feature splitting into a
+name's own (`families.py`). Per name: the dedication curve, the emergence index (first point from which it stays
+dedicated), the least-squares change point of the curve, and the phase 1-4 at each point with the measures that
+decided it (`curves.py`; thresholds in `config.py`). `score.py` scores a run against a synthetic world's truth.
+
+Python API::
+
+    from namesae.emergence import EmergenceConfig, load_series, run_emergence, write_emergence, score_emergence
+    series = load_series("runs/world", train={"d_sae": 256})     # a synth world's progression, or a spec file
+    result = run_emergence(series, EmergenceConfig(), out_dir="runs/emergence", progress=True)
+    write_emergence(result, "runs/emergence", score=score_emergence(result, "runs/world"))
+
+Outputs (`write_emergence`): emergence.json (series, config, per name: curves, phases with measures and reasons,
+links), emergence.csv (one row per name), curves.csv (one row per name and point), families.csv (family links),
+score.json (when scored), dedication_curves.png, phase_map.png, emergence_vs_frequency.png (when frequencies are
+known).
+"""
+
+from namesae.emergence.config import (
+                                      EmergenceConfig,
+                                      PhaseConfig,
+                                      emergence_config_from_dict,
+                                      emergence_config_to_dict,
+                                      load_emergence_config,
+)
+from namesae.emergence.curves import (
+                                      PHASE_MEASURES,
+                                      ChangePoint,
+                                      PhaseDecision,
+                                      change_point,
+                                      change_point_reference,
+                                      decide_phase,
+                                      emergence_index,
+)
+from namesae.emergence.families import Parents, children, name_links, parents, unit_rows
+from namesae.emergence.measures import (
+                                      GroupedStats,
+                                      NameFeatures,
+                                      PhaseInputs,
+                                      ScenarioMeasures,
+                                      collapse_groups,
+                                      grouped_stats,
+                                      grouped_stats_from_codes,
+                                      name_features,
+                                      phase_inputs,
+                                      relative_attribute_std,
+                                      scenario_measures,
+)
+from namesae.emergence.pipeline import curve_rows, ensure_sae, family_rows, run_emergence, write_emergence
+from namesae.emergence.plots import plot_dedication_curves, plot_emergence_vs_frequency, plot_phase_map
+from namesae.emergence.result import EmergenceResult, NameSeries, PointMeasurement, assemble, measure_point
+from namesae.emergence.score import TARGETS, expected_phase, score_emergence, write_score
+from namesae.emergence.series import Series, SeriesPoint, load_frequencies, load_series, series_from_dict
+
+__all__ = [
+    "PHASE_MEASURES", "TARGETS", "ChangePoint", "EmergenceConfig", "EmergenceResult", "GroupedStats",
+    "NameFeatures", "NameSeries", "Parents", "PhaseConfig", "PhaseDecision", "PhaseInputs", "PointMeasurement",
+    "ScenarioMeasures", "Series", "SeriesPoint", "assemble", "change_point", "change_point_reference", "children",
+    "collapse_groups", "curve_rows", "decide_phase", "emergence_config_from_dict", "emergence_config_to_dict",
+    "emergence_index", "ensure_sae", "expected_phase", "family_rows", "grouped_stats", "grouped_stats_from_codes",
+    "load_emergence_config", "load_frequencies", "load_series", "measure_point", "name_features", "name_links",
+    "parents", "phase_inputs", "plot_dedication_curves", "plot_emergence_vs_frequency", "plot_phase_map",
+    "relative_attribute_std", "run_emergence", "scenario_measures", "score_emergence", "series_from_dict",
+    "unit_rows", "write_emergence", "write_score",
+]

@@ -1,0 +1,241 @@
+"""Run an emergence analysis over a series (train SAEs where asked, measure every point) and write its files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from namesae.config import config_from_dict, config_to_dict
+from namesae.emergence.config import EmergenceConfig
+from namesae.emergence.families import name_links, unit_rows
+from namesae.emergence.measures import grouped_stats, phase_inputs
+from namesae.emergence.result import (
+    SUMMARY_FIELDS,
+    EmergenceResult,
+    PointMeasurement,
+    assemble,
+    measure_point,
+)
+from namesae.emergence.series import Series, SeriesPoint, load_frequencies
+from namesae.errors import NamesaeError, SpaceMismatchError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CURVE_FIELDS = ("name", "point", "label", "value", "present", "dedication", "dedicated", "phase", "best_feature",
+                "best_precision", "best_recall", "identity_feature", "n_identity_features", "scenario_coverage",
+                "scenario_agreement", "scenario_cos_ratio", "cross_scenario_cos", "same_scenario_cos",
+                "attribute_consistency", "attribute_std", "part_composition", "reasons", "missing")
+FAMILY_FIELDS = ("name", "point", "label", "value", "feature", "identity", "parent", "parent_cosine", "linked",
+                 "parent_precision", "parent_recall", "parent_n_names", "previous_feature",
+                 "parent_is_previous_feature", "dedicated_before", "dedicated_after", "split", "siblings")
+TRAIN_MARK = "emergence_train.json"
+
+
+def ensure_sae(point: SeriesPoint, series: Series, out_dir: Path, progress: bool = False) -> Path:
+    """The point's SAE folder: the given one, or one trained (once; reused when the same config is asked again)."""
+    if point.sae is not None:
+        return point.sae
+    from namesae.sae import TrainConfig, train_sae
+
+    fields = {**(series.train or {}), **point.train}
+    cfg = config_from_dict(TrainConfig, fields, f"{series.source} [train] (point '{point.label}')")
+    target = out_dir / "saes" / point.label
+    mark = {"store": str(point.store), "train": config_to_dict(cfg)}
+    mark_path = target / TRAIN_MARK
+    if mark_path.is_file():
+        try:
+            if json.loads(mark_path.read_text(encoding="utf-8")) == json.loads(json.dumps(mark)):
+                log.info("emergence: reusing the SAE of point %s in %s", point.label, target)
+                return target
+        except json.JSONDecodeError:
+            pass
+    log.info("emergence: training an SAE for point %s on %s", point.label, point.store)
+    train_sae(point.store, cfg, target)
+    _atomic_write(mark_path, json.dumps(mark, indent=1))
+    return target
+
+
+def _frequencies(series: Series, given: Mapping[str, float] | None) -> dict[str, float]:
+    if given is not None:
+        return dict(given)
+    if series.frequencies is not None:
+        return load_frequencies(series.frequencies)
+    if series.truth is not None and Path(series.truth).is_file():
+        from namesae.synth import load_truth
+
+        return {r["name"]: float(r["frequency"]) for r in load_truth(series.truth)["names"]
+                if r.get("frequency") is not None}
+    return {}
+
+
+def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir: str | Path = ".",
+                  frequencies: Mapping[str, float] | None = None, progress: bool = False) -> EmergenceResult:
+    """Measure dedication and phases of every name at every point of the series; SAEs trained under out_dir/saes."""
+    from tqdm.auto import tqdm
+
+    from namesae.features import check_space, same_encoder
+    from namesae.identity import load_prior_names
+    from namesae.sae import load_sae
+    from namesae.store import EmbeddingStore
+
+    config = config or EmergenceConfig()
+    out = Path(out_dir)
+    prior = load_prior_names(series.prior_names) if series.prior_names is not None else []
+    points: list[PointMeasurement] = []
+    links: list[dict[str, Any] | None] = []
+    notes: list[str] = []
+    prev: dict[str, Any] | None = None
+    for i, point in enumerate(tqdm(series.points, desc="emergence", unit="point", disable=not progress)):
+        where = f"series point '{point.label}' (#{i})"
+        sae_dir = ensure_sae(point, series, out, progress)
+        sae = load_sae(sae_dir)
+        with ExitStack() as stack:
+            def opened(path: Path | None, where: str = where) -> EmbeddingStore | None:
+                if path is None:
+                    return None
+                try:
+                    return stack.enter_context(EmbeddingStore.open(path))
+                except NamesaeError as err:
+                    raise type(err)(f"{where}: {err}") from None
+
+            store, text, vocab = opened(point.store), opened(point.text_store), opened(point.vocab)
+            try:
+                check_space(sae, store)
+                for extra in (text, vocab):
+                    if extra is not None and (extra.dim != store.dim or not same_encoder(extra.space, store.space)):
+                        raise SpaceMismatchError(f"{extra.path}: space {extra.space!r} (dim {extra.dim}) is not "
+                                                 f"the encoder of {store.path} ({store.space!r}, dim {store.dim})")
+            except SpaceMismatchError as err:
+                raise SpaceMismatchError(f"{where}: {err}") from None
+            if prev is not None and prev["dim"] != store.dim and not config.mixed_dims:
+                raise SpaceMismatchError(
+                    f"{where}: store {store.path} has dim {store.dim} but point '{prev['label']}' has dim "
+                    f"{prev['dim']}; a series normally stays in one embedding size — set mixed_dims = true in "
+                    "[emergence] to compare models of different sizes (dedication is measured within each point)")
+            grouped = grouped_stats(sae, store, config.kind, config.batch_rows, progress=False)
+            inputs = phase_inputs(store, text, [s for s in (vocab, text) if s is not None], grouped.names, prior,
+                                  config.ladder_scale, config.template_name)
+            info = {"store": str(point.store), "sae": str(sae_dir), "text_store": _str(point.text_store),
+                    "vocab": _str(point.vocab), "space": store.space, "d_in": int(sae.d_in), "d_sae": int(sae.d_sae),
+                    "n_rows": int(grouped.groups.n_rows)}
+            dim, space = store.dim, getattr(sae, "space", None) or store.space
+        measured = measure_point(i, point.label, point.value, grouped, inputs, config, info)
+        points.append(measured)
+        directions = unit_rows(sae.decoder_directions())
+        link = None
+        if prev is not None:
+            if prev["space"] == space and prev["dim"] == dim:
+                link = name_links(prev["features"], prev["stats"], prev["directions"], measured.features,
+                                  directions, config.tau_p, config.link_min_cosine)
+            else:
+                notes.append(f"no family links {prev['label']} -> {point.label}: the SAEs live in different "
+                             f"spaces ({prev['space']!r}, {space!r}); decoder directions are not comparable")
+        links.append(link)
+        prev = {"label": point.label, "dim": dim, "space": space, "features": measured.features,
+                "stats": grouped.by_name, "directions": directions}
+        log.info("emergence: %s %s=%g: %d names, %d dedicated", point.label, series.axis, point.value,
+                 measured.info["n_names"], measured.info["n_dedicated"])
+    return assemble(points, links, series.axis, config, _frequencies(series, frequencies), notes)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN/inf as None, numpy scalars as Python, recursively."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _csv(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(_clean(v)) if isinstance(v, (list, dict)) else ("" if v is None else v)
+                         for k, v in row.items()})
+    return buf.getvalue()
+
+
+def curve_rows(result: EmergenceResult) -> list[dict[str, Any]]:
+    """One row per (name, point): the fields of curves.csv."""
+    rows = []
+    for n in result.names:
+        for i, (label, value) in enumerate(zip(result.labels, result.values)):
+            rec = n.points[i] or {}
+            rows.append({"name": n.name, "point": i, "label": label, "value": value, "present": n.present[i],
+                         **{k: rec.get(k) for k in CURVE_FIELDS[5:]}})
+    return rows
+
+
+def family_rows(result: EmergenceResult) -> list[dict[str, Any]]:
+    """One row per (name, point with a family link into it): the fields of families.csv."""
+    rows = []
+    for n in result.names:
+        for i, link in enumerate(n.links):
+            if link and link.get("feature") is not None:
+                rows.append({"name": n.name, "point": i, "label": result.labels[i], "value": result.values[i],
+                             **link})
+    return rows
+
+
+def write_emergence(result: EmergenceResult, out_dir: str | Path, meta: Mapping[str, Any] | None = None,
+                    score: Mapping[str, Any] | None = None, plots: bool = True) -> dict[str, Path]:
+    """Write emergence.json, emergence.csv (per name), curves.csv (per name and point), families.csv (when links
+    exist), score.json (when scored) and the plots into out_dir; returns the paths by key."""
+    from namesae.emergence import plots as figures
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), **result.to_dict()}
+    if score is not None:
+        payload["score"] = dict(score)
+    paths["json"] = out / "emergence.json"
+    _atomic_write(paths["json"], json.dumps(_clean(payload), indent=1))
+    paths["csv"] = out / "emergence.csv"
+    _atomic_write(paths["csv"], _csv([n.summary() for n in result.names], SUMMARY_FIELDS))
+    paths["curves"] = out / "curves.csv"
+    _atomic_write(paths["curves"], _csv(curve_rows(result), CURVE_FIELDS))
+    families = family_rows(result)
+    if families:
+        paths["families"] = out / "families.csv"
+        _atomic_write(paths["families"], _csv(families, FAMILY_FIELDS))
+    if score is not None:
+        paths["score"] = out / "score.json"
+        _atomic_write(paths["score"], json.dumps(_clean(dict(score)), indent=1))
+    if plots:
+        cfg = result.config
+        paths["dedication_curves"] = figures.plot_dedication_curves(
+            result, out / "dedication_curves.png", list(cfg.curve_names) or None, cfg.max_curve_names,
+            tau=cfg.tau_p * cfg.tau_r)
+        paths["phase_map"] = figures.plot_phase_map(result, out / "phase_map.png", max_names=cfg.max_map_names)
+        freq = figures.plot_emergence_vs_frequency(result, out / "emergence_vs_frequency.png")
+        if freq is not None:
+            paths["emergence_vs_frequency"] = freq
+    return paths

@@ -1,0 +1,32 @@
+"""Feature groups: activation-weighted spherical k-means over an embedding's active SAE features.
+
+`api.py` (groups of codes, direction sets and names, as records), `fast.py` (the batched Gram path),
+`reference.py` (the plain per-embedding implementation the fast path is tested against), `planted.py` (planted
+concept data and scores), `config.py` (settings).
+"""
+
+from namesae.groups.api import (
+    BatchGroups,
+    FeatureGroup,
+    Grouping,
+    group_codes,
+    group_sets,
+    join_similar,
+)
+from namesae.groups.config import GroupConfig, init_uniforms
+from namesae.groups.fast import GramPath, gram_path
+from namesae.groups.planted import (
+    PlantedConcepts,
+    adjusted_rand_index,
+    mass_purity,
+    planted_concepts,
+    score_groups_on_planted,
+)
+from namesae.groups.reference import KPath, ReferenceGrouping, reference_grouping, reference_path
+
+__all__ = [
+    "BatchGroups", "FeatureGroup", "GramPath", "GroupConfig", "Grouping", "KPath", "PlantedConcepts",
+    "ReferenceGrouping", "adjusted_rand_index", "gram_path", "group_codes", "group_sets", "init_uniforms",
+    "join_similar", "mass_purity", "planted_concepts", "reference_grouping", "reference_path",
+    "score_groups_on_planted",
+]

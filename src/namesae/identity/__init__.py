@@ -1,0 +1,41 @@
+"""Identity analysis: does the model hold a name as its own identity or as a composition, and how rigidly.
+
+See `analysis.py` (identity features, dedication, z-scores), `rigidity.py` (trace, log-det, cosines, diffusion
+spectral entropy), `composition.py` (name parts), `attributes.py` (zero-shot ladders) and `pipeline.py` (a store
+end to end, output files, scoring against a planted truth). `reference.py` holds the plain dense versions.
+"""
+
+from namesae.identity.analysis import (
+    FIELDS,
+    IdentityConfig,
+    IdentityRecord,
+    IdentityResult,
+    add_z_scores,
+    identity_records,
+    image_measures,
+)
+from namesae.identity.attributes import Ladder, LadderEmbeddings, attribute_batch, embed_ladders, load_ladders
+from namesae.identity.composition import nnls_cosine, part_compositions, split_name
+from namesae.identity.pipeline import (
+    load_prior_names,
+    run_identity,
+    score_identity,
+    write_features,
+    write_identity,
+)
+from namesae.identity.rigidity import (
+    MEASURES,
+    RigidityBatch,
+    covariance_measures,
+    diffusion_spectral_entropy,
+    gram,
+    rigidity_batch,
+)
+
+__all__ = [
+    "FIELDS", "MEASURES", "IdentityConfig", "IdentityRecord", "IdentityResult", "Ladder", "LadderEmbeddings",
+    "RigidityBatch", "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy",
+    "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names",
+    "nnls_cosine", "part_compositions", "rigidity_batch", "run_identity", "score_identity", "split_name",
+    "write_features", "write_identity",
+]

@@ -1,0 +1,317 @@
+"""Identity analysis per name: identity features, dedication, composing features, rigidity, attributes, z-scores.
+
+Definitions (DESIGN.md, "The science"); precision and recall as in `namesae.features`:
+- identity feature of name n: a feature j with precision(j, n) >= tau_p and recall(j, n) >= tau_r;
+- dedicated: n has at least one identity feature; dedication(n) = max_j precision(j, n) · recall(j, n);
+- top_features: the features carrying most of n's activation mass (share = mass(j, n) / Σ_j' mass(j', n)),
+  with their label, precision and recall; for a compositional name these are the shared features composing it;
+- rigidity measures and attribute ladders over n's image rows (`rigidity.py`, `attributes.py`);
+- z_<measure> = (value - mean over prior names) / std over prior names (ddof 1), the prior being the model's
+  low-bias names; None without a prior or when the prior has fewer than 2 finite values or no spread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from namesae.errors import ConfigError
+from namesae.features import FeatureLabels, FeatureStats, _factorize, top_k_per_group
+from namesae.identity.attributes import LadderEmbeddings, attribute_batch
+from namesae.identity.rigidity import MEASURES, pairwise_distance_sample, rigidity_batch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from namesae.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+SCALARS = ("dedication", "part_composition", *MEASURES)
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Settings of `namesae identity` (TOML section `[identity]`)."""
+
+    tau_p: float = 0.8
+    """Minimum precision(j, n) of an identity feature: the share of feature j's mass that falls on name n."""
+    tau_r: float = 0.5
+    """Minimum recall(j, n) of an identity feature: the fraction of n's rows on which j fires."""
+    top_features: int = 8
+    """Features listed per name in `top_features` (by mass share)."""
+    epsilon: float = 1e-4
+    """ε in log det(Σ + εI), in squared store units (keeps the log-det finite when a name has <= d rows)."""
+    dse_sigma: float | None = None
+    """Gaussian kernel width σ of the diffusion spectral entropy; None: the median pairwise distance between
+    image rows of the same name, over up to `sigma_names` names spread evenly over the store."""
+    dse_t: float = 1.0
+    """Diffusion time t: the operator's eigenvalues are raised to t before the entropy is taken."""
+    sigma_names: int = 1000
+    """Names sampled to choose σ when dse_sigma is None."""
+    ladder_scale: float = 100.0
+    """Logit scale of the zero-shot attribute ladders (CLIP's is 100)."""
+    template_name: str = "<template>"
+    """Name of the text-store rows that hold the bare prompt template (used by part_composition)."""
+    batch_rows: int = 8192
+    """Image rows read and processed per batch for rigidity and attributes."""
+
+    def __post_init__(self) -> None:
+        for name in ("tau_p", "tau_r"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+        if not self.epsilon > 0:
+            raise ConfigError(f"epsilon must be > 0, got {self.epsilon!r}")
+        if self.dse_sigma is not None and not self.dse_sigma > 0:
+            raise ConfigError(f"dse_sigma must be > 0 or unset (automatic), got {self.dse_sigma!r}")
+        if not self.dse_t > 0:
+            raise ConfigError(f"dse_t must be > 0, got {self.dse_t!r}")
+        for name in ("top_features", "sigma_names", "batch_rows"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.ladder_scale > 0:
+            raise ConfigError(f"ladder_scale must be > 0, got {self.ladder_scale!r}")
+
+
+@dataclass
+class IdentityRecord:
+    """Everything measured for one name; `to_dict` gives the stable identity.json / identity.csv fields."""
+
+    name: str
+    n_rows: int
+    dedicated: bool
+    dedication: float
+    identity_features: list[dict[str, Any]]
+    top_features: list[dict[str, Any]]
+    part_composition: float | None = None
+    trace: float | None = None
+    logdet: float | None = None
+    cos_mean: float | None = None
+    cos_min: float | None = None
+    cos_max: float | None = None
+    dse: float | None = None
+    n_image_rows: int = 0
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    z: dict[str, float | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready fields, z-scores flattened to z_<measure>."""
+        out = {k: getattr(self, k) for k in FIELDS if k != "n_image_rows"}
+        out["n_image_rows"] = self.n_image_rows
+        out.update({f"z_{k}": v for k, v in self.z.items()})
+        return out
+
+
+FIELDS = ("name", "n_rows", "dedicated", "dedication", "identity_features", "top_features", "part_composition",
+          "trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse", "attributes", "n_image_rows")
+
+
+@dataclass
+class IdentityResult:
+    """Identity records of every name, with the settings and the notes of the run."""
+
+    records: list[IdentityRecord]
+    config: IdentityConfig
+    notes: list[str] = field(default_factory=list)
+    dse_sigma: float | None = None
+    prior_names: list[str] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per name with the scalar fields and z-scores (lists and dicts left out)."""
+        import pandas as pd
+
+        rows = []
+        for rec in self.records:
+            row = {k: v for k, v in rec.to_dict().items() if not isinstance(v, (list, dict))}
+            row["n_identity_features"] = len(rec.identity_features)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def by_name(self) -> dict[str, IdentityRecord]:
+        """Records keyed by name."""
+        return {r.name: r for r in self.records}
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def identity_records(stats: FeatureStats, config: IdentityConfig | None = None,
+                     labels: FeatureLabels | None = None) -> list[IdentityRecord]:
+    """Identity features, dedication and top composing features of every name in the feature statistics."""
+    config = config or IdentityConfig()
+    labels = labels if labels is not None else stats.labels
+    n_names = len(stats.names)
+    prec, rec = stats.pair_precision, stats.pair_recall
+    score = prec * rec
+    best = top_k_per_group(stats.pair_name, score, 1)
+    dedication = np.zeros(n_names)
+    dedication[stats.pair_name[best]] = score[best]
+    is_identity = (prec >= config.tau_p) & (rec >= config.tau_r)
+    ident = np.flatnonzero(is_identity)
+    ident = ident[np.lexsort((-score[ident], stats.pair_name[ident]))]
+    top = top_k_per_group(stats.pair_name, stats.pair_mass, config.top_features)
+    name_mass = stats.name_mass
+    n_names_of = np.bincount(stats.pair_feature, minlength=stats.d_sae)
+
+    def entry(p: int, with_share: bool) -> dict[str, Any]:
+        j = int(stats.pair_feature[p])
+        item: dict[str, Any] = {"feature": j}
+        if with_share:
+            total = name_mass[stats.pair_name[p]]
+            item["share"] = float(stats.pair_mass[p] / total) if total > 0 else 0.0
+        item.update({"precision": float(prec[p]), "recall": float(rec[p])})
+        if with_share:
+            item["n_names"] = int(n_names_of[j])
+            item["identity"] = bool(is_identity[p])
+        if labels is not None:
+            item["label"] = str(labels.label[j])
+            item["label_margin"] = _finite(labels.margin[j])
+        return item
+
+    ident_by_name: list[list[dict[str, Any]]] = [[] for _ in range(n_names)]
+    for p in ident:
+        ident_by_name[int(stats.pair_name[p])].append(entry(int(p), False))
+    top_by_name: list[list[dict[str, Any]]] = [[] for _ in range(n_names)]
+    for p in top:
+        top_by_name[int(stats.pair_name[p])].append(entry(int(p), True))
+    return [IdentityRecord(name=name, n_rows=int(stats.name_rows[i]), dedicated=bool(ident_by_name[i]),
+                           dedication=float(dedication[i]), identity_features=ident_by_name[i],
+                           top_features=top_by_name[i]) for i, name in enumerate(stats.names)]
+
+
+@dataclass(frozen=True)
+class ImageMeasures:
+    """Rigidity measures and attribute summaries of the names that have image rows."""
+
+    measures: dict[str, dict[str, float | None]]  # name -> measure -> value
+    attributes: dict[str, dict[str, dict[str, Any]]]  # name -> attribute -> summary
+    n_image_rows: dict[str, int]
+    sigma: float | None
+
+
+def image_name_rows(store: EmbeddingStore) -> dict[str, np.ndarray]:
+    """Store rows of kind 'image' grouped by name, names in first-appearance order."""
+    rows = store.select(kind="image")
+    if rows.size == 0:
+        return {}
+    ids, uniq = _factorize(store.names[rows])
+    order = np.argsort(ids, kind="stable")
+    bounds = np.cumsum(np.bincount(ids, minlength=len(uniq)))[:-1]
+    return {name: part for name, part in zip(uniq, np.split(rows[order], bounds))}
+
+
+def choose_sigma(store: EmbeddingStore, name_rows: dict[str, np.ndarray], n_names: int) -> float | None:
+    """Median pairwise distance between image rows of the same name, over up to n_names names spread evenly."""
+    names = [n for n, r in name_rows.items() if len(r) >= 2]
+    if not names:
+        return None
+    pick = [names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(n_names, len(names))).astype(int))]
+    dists = []
+    for name in pick:
+        x = torch.as_tensor(store.read_rows(name_rows[name])).unsqueeze(0)
+        dists.append(pairwise_distance_sample(x))
+    values = np.concatenate(dists)
+    values = values[values > 0]
+    return float(np.median(values)) if values.size else None
+
+
+def image_measures(store: EmbeddingStore, config: IdentityConfig, ladders: Sequence[LadderEmbeddings] = (),
+                   names: Sequence[str] | None = None, progress: bool = False) -> ImageMeasures:
+    """Rigidity and attributes of every name with image rows in `store` (batched by row count)."""
+    from tqdm.auto import tqdm
+
+    name_rows = image_name_rows(store)
+    if names is not None:
+        wanted = set(names)
+        name_rows = {n: r for n, r in name_rows.items() if n in wanted}
+    sigma = config.dse_sigma if config.dse_sigma is not None else choose_sigma(store, name_rows,
+                                                                                config.sigma_names)
+    for lad in ladders:
+        if lad.embeddings.shape[1] != store.dim:
+            raise ConfigError(f"{store.path}: ladder '{lad.ladder.name}' embeddings have dim "
+                              f"{lad.embeddings.shape[1]}, the image store {store.dim}; embed them with its encoder")
+    by_size: dict[int, list[str]] = {}
+    for name, rows in name_rows.items():
+        by_size.setdefault(len(rows), []).append(name)
+    measures: dict[str, dict[str, float | None]] = {}
+    attributes: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in name_rows}
+    total = sum(len(r) for r in name_rows.values())
+    with tqdm(total=total, desc="rigidity", unit="row", disable=not progress) as bar:
+        for m, group in sorted(by_size.items()):
+            per_batch = max(1, config.batch_rows // m)
+            for start in range(0, len(group), per_batch):
+                batch = group[start:start + per_batch]
+                rows = np.concatenate([name_rows[n] for n in batch])
+                x = torch.as_tensor(store.read_rows(rows)).reshape(len(batch), m, store.dim)
+                rig = rigidity_batch(x, config.epsilon, sigma if sigma else 1.0, config.dse_t).as_dict()
+                if sigma is None:
+                    rig["dse"] = np.full(len(batch), np.nan)
+                for i, name in enumerate(batch):
+                    measures[name] = {k: _finite(v[i]) for k, v in rig.items()}
+                for lad in ladders:
+                    for name, summary in zip(batch, attribute_batch(x, lad, config.ladder_scale)):
+                        attributes[name][lad.ladder.name] = summary
+                bar.update(rows.size)
+    return ImageMeasures(measures, attributes, {n: len(r) for n, r in name_rows.items()}, sigma)
+
+
+def attribute_scalars(attributes: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """The z-scored scalars of a name's attributes: <attr>_mean (numeric ladders) and <attr>_std."""
+    out: dict[str, float | None] = {}
+    for attr, summary in attributes.items():
+        if "mean" in summary:
+            out[f"{attr}_mean"] = summary["mean"]
+        out[f"{attr}_std"] = summary.get("std")
+    return out
+
+
+def add_z_scores(records: Sequence[IdentityRecord], prior_names: Sequence[str]) -> list[str]:
+    """Fill each record's z-scores against the prior names; returns the prior names actually used."""
+    by_name = {r.name: r for r in records}
+    known = [n for n in dict.fromkeys(prior_names) if n in by_name]
+    unknown = [n for n in dict.fromkeys(prior_names) if n not in by_name]
+    if unknown:
+        log.warning("prior: skipping %d name(s) not in the store: %s%s", len(unknown), ", ".join(unknown[:10]),
+                    " ..." if len(unknown) > 10 else "")
+    if len(known) < 2:
+        if prior_names:
+            log.warning("prior: %d known name(s); at least 2 are needed for z-scores", len(known))
+        return known
+
+    def scalars(rec: IdentityRecord) -> dict[str, float | None]:
+        values = {k: getattr(rec, k) for k in SCALARS}
+        values.update(attribute_scalars(rec.attributes))
+        return values
+
+    table = {r.name: scalars(r) for r in records}
+    keys = list(dict.fromkeys(k for values in table.values() for k in values))
+    for key in keys:
+        prior = np.array([v for n in known if (v := table[n].get(key)) is not None], dtype=float)
+        prior = prior[np.isfinite(prior)]
+        mean = prior.mean() if prior.size >= 2 else np.nan
+        std = prior.std(ddof=1) if prior.size >= 2 else np.nan
+        for rec in records:
+            value = table[rec.name].get(key)
+            ok = value is not None and np.isfinite(std) and std > 0
+            rec.z[key] = _finite((value - mean) / std) if ok else None
+    return known
+
+
+def merge_image_measures(records: Sequence[IdentityRecord], image: ImageMeasures | None) -> None:
+    """Copy rigidity and attributes into the records (names without image rows keep None)."""
+    if image is None:
+        return
+    for rec in records:
+        for key, value in image.measures.get(rec.name, {}).items():
+            setattr(rec, key, value)
+        rec.attributes = image.attributes.get(rec.name, {})
+        rec.n_image_rows = image.n_image_rows.get(rec.name, 0)

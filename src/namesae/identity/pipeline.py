@@ -1,0 +1,249 @@
+"""The identity analysis of a store end to end, its output files, and its score against a planted truth."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from namesae.config import config_to_dict
+from namesae.errors import NamesaeError, SpaceMismatchError
+from namesae.features import (FeatureConfig, FeatureStats, _factorize, compute_feature_stats, labels_from_store,
+                              same_encoder)
+from namesae.identity.analysis import (FIELDS, IdentityConfig, IdentityRecord, IdentityResult, add_z_scores,
+                                       identity_records, image_measures, merge_image_measures)
+from namesae.identity.attributes import Ladder, LadderEmbeddings, embed_ladders, ladders_from_rows, load_ladders
+from namesae.identity.composition import part_compositions
+from namesae.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def text_means(store: EmbeddingStore, progress: bool = False) -> dict[str, np.ndarray]:
+    """Mean embedding of each name's text rows (one streaming pass)."""
+    from tqdm.auto import tqdm
+
+    rows = store.select(kind="text")
+    if rows.size == 0:
+        return {}
+    ids, uniq = _factorize(store.names[rows])
+    sums = np.zeros((len(uniq), store.dim))
+    step = 16384
+    for start in tqdm(range(0, rows.size, step), desc="text means", disable=not progress):
+        chunk = rows[start:start + step]
+        np.add.at(sums, ids[start:start + step], store.read_rows(chunk))
+    sums /= np.bincount(ids, minlength=len(uniq))[:, None]
+    return {name: sums[i] for i, name in enumerate(uniq)}
+
+
+def ladder_embeddings(ladders: Sequence[Ladder], image_store: EmbeddingStore,
+                      sources: Sequence[EmbeddingStore] = (),
+                      encode_text: Callable[[list[str]], Any] | None = None) -> tuple[list[LadderEmbeddings], list[str]]:
+    """Ladder prompt embeddings from a text encoder function, else from stores holding the prompts as rows."""
+    if encode_text is not None:
+        return embed_ladders(ladders, encode_text), []
+    remaining = list(ladders)
+    found: list[LadderEmbeddings] = []
+    for src in sources:
+        if not same_encoder(src.space, image_store.space) or src.dim != image_store.dim:
+            raise SpaceMismatchError(f"{src.path}: ladder prompts embedded in {src.space!r}, not the image store's "
+                                     f"encoder {image_store.space!r}; embed them with the same encoder")
+        got, _ = ladders_from_rows(remaining, src.prompts, src.read_rows)
+        found.extend(got)
+        done = {g.ladder.name for g in got}
+        remaining = [lad for lad in remaining if lad.name not in done]
+    return found, [lad.name for lad in remaining]
+
+
+def run_identity(
+    sae: Any,
+    store: EmbeddingStore,
+    config: IdentityConfig | None = None,
+    feature_config: FeatureConfig | None = None,
+    image_store: EmbeddingStore | None = None,
+    text_store: EmbeddingStore | None = None,
+    vocab: EmbeddingStore | None = None,
+    ladders: Sequence[Ladder] | None = None,
+    ladder_store: EmbeddingStore | None = None,
+    encode_text: Callable[[list[str]], Any] | None = None,
+    prior_names: Sequence[str] = (),
+    stats: FeatureStats | None = None,
+    progress: bool = False,
+) -> IdentityResult:
+    """Identity analysis of every name in `store` (the SAE's store): features, rigidity, parts, attributes, z."""
+    config = config or IdentityConfig()
+    notes: list[str] = []
+    if stats is None:
+        stats = compute_feature_stats(sae, store, feature_config, progress=progress)
+    if vocab is not None and stats.labels is None:
+        stats.labels = labels_from_store(sae, vocab, center=(feature_config or FeatureConfig()).label_center)
+    records = identity_records(stats, config)
+
+    image_store = image_store or store
+    image = None
+    if image_store.select(kind="image").size == 0:
+        notes.append(f"rigidity and attributes unavailable: {image_store.path} has no image rows")
+    else:
+        ladder_embs: list[LadderEmbeddings] = []
+        wanted = load_ladders() if ladders is None else list(ladders)
+        sources = [s for s in (ladder_store, text_store, vocab) if s is not None]
+        if wanted and (encode_text is not None or sources):
+            ladder_embs, missing = ladder_embeddings(wanted, image_store, sources, encode_text)
+            if missing:
+                notes.append(f"attributes unavailable for ladder(s) {missing}: their prompts are in no given store")
+        elif wanted:
+            notes.append("attributes unavailable: no ladder store or text encoder given")
+        image = image_measures(image_store, config, ladder_embs, names=[r.name for r in records],
+                               progress=progress)
+        if image.sigma is None:
+            notes.append("dse unavailable: no name has two distinct image rows to set sigma")
+        short = [r.name for r in records if image.n_image_rows.get(r.name, 0) < 2]
+        if short:
+            notes.append(f"rigidity unavailable for {len(short)} name(s) with fewer than 2 image rows")
+    merge_image_measures(records, image)
+
+    text_store = text_store or (store if store.select(kind="text").size else None)
+    if text_store is None:
+        notes.append("part_composition unavailable: no text rows (pass a text store)")
+    else:
+        means = text_means(text_store, progress)
+        template = means.get(config.template_name)
+        if template is None:
+            notes.append(f"part_composition without a template: no text rows named {config.template_name!r}")
+        comp = part_compositions([r.name for r in records], means.get, template)
+        for rec in records:
+            rec.part_composition = comp.get(rec.name)
+
+    used = add_z_scores(records, prior_names)
+    for note in notes:
+        log.info("identity: %s", note)
+    return IdentityResult(records, config, notes, image.sigma if image else None, used)
+
+
+def load_prior_names(path: str | Path) -> list[str]:
+    """Prior (low-bias) names from a text file (one per line, # comments) or a JSON list of names."""
+    path = Path(path)
+    if not path.is_file():
+        raise NamesaeError(f"{path}: prior names file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise NamesaeError(f"{path}: invalid JSON ({err})") from None
+        if not isinstance(data, list) or not all(isinstance(n, str) for n in data):
+            raise NamesaeError(f"{path}: expected a JSON list of names")
+        return data
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf as None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[str, Any] | None = None
+                   ) -> tuple[Path, Path]:
+    """Write identity.json and identity.csv (one row per name, stable fields) into out_dir, atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [_clean(r.to_dict()) for r in result.records]
+    z_keys = list(dict.fromkeys(k for row in rows for k in row if k.startswith("z_")))
+    payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}),
+               "config": config_to_dict(result.config), "dse_sigma": result.dse_sigma,
+               "prior_names": result.prior_names, "notes": result.notes, "fields": [*FIELDS, *z_keys],
+               "names": rows}
+    json_path = out / "identity.json"
+    _atomic_write(json_path, json.dumps(payload, indent=1, default=_json_default))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[*FIELDS, *z_keys], extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
+                         ("" if v is None else v) for k, v in row.items()})
+    csv_path = out / "identity.csv"
+    _atomic_write(csv_path, buf.getvalue())
+    return json_path, csv_path
+
+
+def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingStore | None = None,
+                   meta: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write features.json (per-feature stats, label, top names/rows, histogram sample) and features.csv."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = stats.records(store.names if store is not None else None,
+                            store.prompts if store is not None else None)
+    payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), "d_sae": stats.d_sae,
+               "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config),
+               "features": _clean(records)}
+    json_path = out / "features.json"
+    _atomic_write(json_path, json.dumps(payload, indent=1, default=_json_default))
+    csv_path = out / "features.csv"
+    buf = io.StringIO()
+    stats.frame().to_csv(buf, index=False)
+    _atomic_write(csv_path, buf.getvalue())
+    return json_path, csv_path
+
+
+def _truth_table(truth: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(truth, Mapping) and isinstance(truth.get("names"), list):
+        return {str(t["name"]): t for t in truth["names"]}
+    if isinstance(truth, Mapping) and isinstance(truth.get("names"), Mapping):
+        return {str(k): dict(v) for k, v in truth["names"].items()}
+    if isinstance(truth, list):
+        return {str(t["name"]): t for t in truth}
+    raise NamesaeError("truth: expected {'names': [...]} or a list of records with 'name'")
+
+
+def score_identity(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any,
+                   rigidity_measure: str = "cos_mean", rigidity_key: str = "rigidity") -> dict[str, Any]:
+    """Dedicated-name detection precision/recall/F1 and the Spearman correlation of rigidity with the truth."""
+    from scipy.stats import spearmanr
+
+    table = _truth_table(truth)
+    recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
+    recs = [r for r in recs if r["name"] in table]
+    pred = np.array([bool(r["dedicated"]) for r in recs])
+    true = np.array([bool(table[r["name"]].get("dedicated")) for r in recs])
+    tp = int((pred & true).sum())
+    precision = tp / pred.sum() if pred.sum() else float("nan")
+    recall = tp / true.sum() if true.sum() else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
+    out: dict[str, Any] = {"n_names": len(recs), "n_true_dedicated": int(true.sum()),
+                           "n_pred_dedicated": int(pred.sum()), "precision": precision, "recall": recall, "f1": f1}
+    per_measure = {}
+    for measure in ("trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse"):
+        pairs = [(r.get(measure), table[r["name"]].get(rigidity_key)) for r in recs]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None and np.isfinite(a)]
+        per_measure[measure] = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) >= 3 else float("nan")
+    out["rigidity_measure"] = rigidity_measure
+    out["rigidity_spearman"] = per_measure.get(rigidity_measure, float("nan"))
+    out["rigidity_spearman_by_measure"] = per_measure
+    return _clean(out)

@@ -1,0 +1,195 @@
+"""Training data from an embedding store: row filters, the held-out split, the input scale, a resumable stream.
+
+The stream reads whole HDF5 chunks (contiguous reads are orders of magnitude faster than scattered rows), groups
+them into shuffle windows of about `shuffle_buffer` rows, and shuffles rows within a window. Block order and
+in-window order come from the seed, the epoch and the window index alone, so the stream is a pure function of
+(seed, position): resuming at sample n replays exactly what an uninterrupted run would have seen from n on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from namesae.errors import ConfigError, NamesaeError, StoreError
+from namesae.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RowSplit:
+    """Store rows used for training and held out for metrics (both int64, ascending)."""
+
+    train: np.ndarray  # [n_train] store rows
+    heldout: np.ndarray  # [n_heldout] store rows
+    by: str
+    fraction: float
+    seed: int
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready description of the split."""
+        return {"by": self.by, "fraction": self.fraction, "seed": self.seed,
+                "train_rows": int(self.train.size), "heldout_rows": int(self.heldout.size)}
+
+
+def read_names_file(path: str | Path) -> tuple[str, ...]:
+    """Names listed one per line in a text file (blank lines and '#' comments skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"names_file: {path} not found")
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def select_rows(store: EmbeddingStore, kinds: Sequence[str] = (), names: Sequence[str] = ()) -> np.ndarray:
+    """Store rows of the given kinds and names (empty filter: all), ascending; refuses an empty result."""
+    if len(store) == 0:
+        raise StoreError(f"{store.path}: the store is empty; embed some rows first")
+    mask = np.ones(len(store), dtype=bool)
+    if kinds:
+        mask &= np.isin(store.kinds.astype(str), np.asarray(list(kinds), dtype=str))
+    if names:
+        mask &= np.isin(store.names.astype(str), np.asarray(list(names), dtype=str))
+    rows = np.flatnonzero(mask).astype(np.int64)
+    if rows.size == 0:
+        raise NamesaeError(f"{store.path}: no rows match the filters kinds={list(kinds)} and "
+                           f"{len(names)} name(s); check [train] kinds / names")
+    return rows
+
+
+def _name_uniforms(names: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per name from a hash of (seed, name): stable as names come and go."""
+    out = np.empty(len(names), dtype=np.float64)
+    for i, name in enumerate(names):
+        digest = hashlib.blake2b(f"{seed}\x1f{name}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "little") / 2.0 ** 64
+    return out
+
+
+def split_rows(store: EmbeddingStore, rows: np.ndarray, fraction: float, by: str, seed: int) -> RowSplit:
+    """Split rows into training and held-out parts, deterministically from the seed, by row or by name."""
+    if fraction == 0:
+        return RowSplit(rows, np.zeros(0, dtype=np.int64), by, fraction, seed)
+    if by == "row":
+        # The i-th draw of a seeded generator does not depend on how many follow, so a row keeps its side.
+        u = np.random.Generator(np.random.Philox(key=seed)).random(len(store))[rows]
+    elif by == "name":
+        uniq, inverse = np.unique(store.names[rows].astype(str), return_inverse=True)
+        u = _name_uniforms(uniq, seed)[inverse]
+    else:
+        raise ConfigError(f"holdout_by must be 'row' or 'name', got {by!r}")
+    held = u < fraction
+    split = RowSplit(rows[~held], rows[held], by, fraction, seed)
+    if split.train.size == 0:
+        raise NamesaeError(f"{store.path}: the held-out split (holdout_fraction = {fraction}, by {by}) leaves no "
+                           "training rows; lower holdout_fraction")
+    return split
+
+
+def evenly_spaced(rows: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most `limit` rows, evenly spaced over the given ones (all of them when limit is None)."""
+    if limit is None or rows.size <= limit:
+        return rows
+    return rows[np.linspace(0, rows.size - 1, limit).round().astype(np.int64)]
+
+
+def mean_squared_norm(store: EmbeddingStore, rows: np.ndarray, max_rows: int = 65536) -> float:
+    """Mean squared L2 norm of (an evenly spaced sample of at most max_rows of) the given rows."""
+    sample = evenly_spaced(rows, max_rows)
+    total, count = 0.0, 0
+    for start in range(0, sample.size, 16384):
+        x = store.read_rows(sample[start:start + 16384]).astype(np.float64)
+        total += float((x * x).sum())
+        count += x.shape[0]
+    msn = total / max(count, 1)
+    if not msn > 0:
+        raise NamesaeError(f"{store.path}: the training rows are all zero; nothing to learn")
+    return msn
+
+
+class StoreStream:
+    """Endless stream of shuffled training batches (torch float32 [batch, d], times `scale`) from a store."""
+
+    def __init__(self, store: EmbeddingStore, rows: np.ndarray, batch_size: int, seed: int,
+                 shuffle_buffer: int, scale: float = 1.0, start_sample: int = 0) -> None:
+        self.store = store
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.scale = float(scale)
+        self.position = int(start_sample)  # training rows yielded so far, over all epochs
+        chunk = store.chunk_rows
+        member = np.zeros(len(store), dtype=bool)
+        member[rows] = True
+        self._member = member
+        n_blocks = -(-len(store) // chunk)
+        counts = np.bincount(rows // chunk, minlength=n_blocks)
+        self._blocks = np.flatnonzero(counts).astype(np.int64)  # blocks holding training rows
+        self._block_counts = counts[self._blocks]
+        self._chunk = chunk
+        self._blocks_per_window = max(1, int(shuffle_buffer) // chunk)
+        self.n_rows = int(rows.size)
+        if self.n_rows < self.batch_size:
+            log.warning("%s: batch_size %d exceeds the %d training rows; batches repeat rows",
+                        store.path, self.batch_size, self.n_rows)
+
+    def _windows(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's shuffle windows, each an array of block numbers."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self._blocks.size)
+        step = self._blocks_per_window
+        return [order[i:i + step] for i in range(0, order.size, step)]
+
+    def _read_window(self, epoch: int, index: int, window: np.ndarray) -> np.ndarray:
+        """The training rows of a window's blocks, shuffled (float32 [rows, d])."""
+        parts = []
+        for b in np.sort(self._blocks[window]):  # ascending block order: sequential reads
+            start, stop = int(b) * self._chunk, min(len(self.store), (int(b) + 1) * self._chunk)
+            block = self.store.read(start, stop)
+            parts.append(block[self._member[start:stop]])
+        rows = np.concatenate(parts)
+        perm = np.random.default_rng([self.seed, epoch, index]).permutation(rows.shape[0])
+        return rows[perm]
+
+    def _rows_from(self, position: int) -> Iterator[np.ndarray]:
+        """Consecutive shuffled row blocks of the stream, starting at row `position`."""
+        epoch, offset = divmod(position, self.n_rows)
+        while True:
+            windows = self._windows(epoch)
+            for index, window in enumerate(windows):
+                size = int(self._block_counts[window].sum())
+                if offset >= size:
+                    offset -= size
+                    continue
+                yield self._read_window(epoch, index, window)[offset:]
+                offset = 0
+            epoch += 1
+
+    def __iter__(self) -> Iterator:
+        """Yield batches forever; `position` counts the rows handed out."""
+        import torch
+
+        pending: list[np.ndarray] = []
+        have = 0
+        for block in self._rows_from(self.position):
+            pending.append(block)
+            have += block.shape[0]
+            while have >= self.batch_size:
+                flat = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                batch, rest = flat[:self.batch_size], flat[self.batch_size:]
+                pending, have = ([rest] if rest.shape[0] else []), rest.shape[0]
+                self.position += self.batch_size
+                out = torch.from_numpy(np.ascontiguousarray(batch))
+                yield out * self.scale if self.scale != 1.0 else out
+
+
+def check_finite_sample(store: EmbeddingStore, rows: np.ndarray) -> None:
+    """Read a few thousand rows early so that NaN/Inf in the store fails before training starts."""
+    try:
+        store.read_rows(evenly_spaced(rows, 4096))
+    except StoreError as err:
+        raise StoreError(f"{err} (found while sampling the training rows)") from None
