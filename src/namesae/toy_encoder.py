@@ -5,9 +5,10 @@
 and their findings can be scored against what was planted. It is deterministic: the same world and text always
 give the same embedding. How a text is embedded:
 
-1. Tokens: the lower-cased text split into words (`[a-z0-9]+` joined by `-` or `'`), matched left to right,
-   longest phrase first (up to three words: "middle eastern", "35 year old", "without glasses").
-2. Names: a first name directly followed by a surname is a full name "First Last": the world's mix of the two
+1. Tokens: the lower-cased text split into words (`[a-z0-9]+` joined by `-` or `'`) and punctuation marks
+   (, ; . : ! ?), matched left to right, longest phrase first (up to three words: "middle eastern", "35 year old",
+   "without glasses"). Punctuation adds nothing but separates: no phrase or full name spans it.
+2. Names: a first name directly followed by a surname (no punctuation between) is a full name "First Last": the world's mix of the two
    parts' biases (the rule of `namesae.synth.world`), plus the identity direction when it is a dedicated name of
    the world, so "a photo of <name>" embeds like the name's row in the world's text store. A lone first name or
    surname adds its own biases (attribute_strength x bias vector).
@@ -64,7 +65,8 @@ DISTRACTORS = (
 )
 STOP_WORDS = frozenset({"a", "an", "the", "of", "as", "at", "in", "on", "with", "and", "person", "people", "is",
                         "to", "for", "by", "their", "his", "her", "wearing", "who", "picture", "image"})
-_WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
+_WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*|[,;.:!?]")
+PUNCTUATION = frozenset(",;.:!?")
 MAX_PHRASE = 3
 
 
@@ -112,7 +114,7 @@ PLAIN_WORDS = MappingProxyType(_plain_words())
 
 
 def tokenize(text: str) -> list[str]:
-    """The words of a text as the toy encoder sees them: lower-cased, punctuation dropped, hyphens kept."""
+    """The words of a text as the toy encoder sees them: lower-cased, hyphens kept; , ; . : ! ? as boundaries."""
     return _WORD.findall(text.lower())
 
 
@@ -230,7 +232,7 @@ class ToyTextEncoder:
                     break
             else:
                 kind = "trigger" if w in TRIGGERS else "canceller" if w in CANCELLERS else \
-                    "stop" if w in STOP_WORDS else "unknown"
+                    "stop" if w in STOP_WORDS or w in PUNCTUATION else "unknown"
                 items.append(ToyItem((w,), kind, w))
                 i += 1
         return items

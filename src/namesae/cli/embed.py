@@ -70,7 +70,7 @@ def embed(
         name_list = load_names(names) if names is not None else []
         if builtin is not None:
             extra = builtin_names(builtin, top=top, decade=decade, sex=sex, category=category)
-            name_list += [n for n in extra if n not in set(name_list)]
+            name_list = list(dict.fromkeys(name_list + extra))
         prompts = resolve_templates(cfg.templates)
 
     from namesae.encoders import load_encoder

@@ -66,16 +66,17 @@ def kmeanspp_batched(flat_gram: Tensor, weights: Tensor, uniforms: Tensor, n_cen
     return centers, distinct
 
 
-def _apply_moves(T: Tensor, flat_gram: Tensor, row_of: Tensor, w: Tensor, problem: Tensor, feature: Tensor,
-                 old: Tensor, new: Tensor) -> None:
-    """Move features between groups in T [P, K, n] in place: subtract w_j G[j] from the old slot, add to the new."""
+def _apply_moves(T: Tensor, flat_gram: Tensor, rows: Tensor, weight: Tensor, problem: Tensor, old: Tensor,
+                 new: Tensor) -> None:
+    """Move features between groups in T [P, K, n] in place: for each move, w_j G[j] (row `rows` of flat_gram
+    times `weight`) leaves slot `old` and joins slot `new` of its problem."""
     K, n = T.shape[1], T.shape[2]
     flat = T.view(-1, n)
     for lo in range(0, problem.numel(), MOVE_CHUNK):
-        p, j = problem[lo:lo + MOVE_CHUNK], feature[lo:lo + MOVE_CHUNK]
-        src = flat_gram.index_select(0, row_of[p] + j).mul_(w[p, j, None])
-        flat.index_add_(0, p * K + new[lo:lo + MOVE_CHUNK], src)
-        flat.index_add_(0, p * K + old[lo:lo + MOVE_CHUNK], src, alpha=-1)
+        part = slice(lo, lo + MOVE_CHUNK)
+        src = flat_gram.index_select(0, rows[part]).mul_(weight[part, None])
+        flat.index_add_(0, problem[part] * K + new[part], src)
+        flat.index_add_(0, problem[part] * K + old[part], src, alpha=-1)
 
 
 def initial_assignments(cos_c: Tensor) -> Tensor:
@@ -117,10 +118,14 @@ def lloyd_gram(T: Tensor, a: Tensor, k_of: Tensor, b_of: Tensor, runnable: Tenso
     iters = torch.full((P,), max_iter, dtype=torch.int64, device=dev)
     ids = runnable.nonzero().squeeze(1)
     if ids.numel() < P:
-        T, a = T[ids], a[ids]
+        T, a = T.index_select(0, ids), a.index_select(0, ids)
     slot = torch.arange(K, device=dev)
     for it in range(max_iter + 1):
-        pw, pvalid = w[b_of[ids]], valid[b_of[ids]]  # [Pa, n]
+        if it == 0 or compacted:
+            pb = b_of.index_select(0, ids)
+            pw, pvalid = w.index_select(0, pb), valid.index_select(0, pb)  # [Pa, n]
+            in_k = slot[None, :] < k_of.index_select(0, ids)[:, None]  # [Pa, K]
+            compacted = False
         own = T.gather(1, a[:, None, :]).squeeze(1)
         norm2 = torch.zeros(ids.numel(), K, dtype=T.dtype, device=dev).scatter_add_(1, a, own * pw)
         if it == max_iter:  # out of iterations: keep the last assignment as it is
@@ -128,24 +133,28 @@ def lloyd_gram(T: Tensor, a: Tensor, k_of: Tensor, b_of: Tensor, runnable: Tenso
         else:
             count = torch.zeros_like(norm2).scatter_add_(1, a, pvalid.to(T.dtype))
             # Slots beyond k, and groups that lost every member, attract nobody.
-            bias = torch.where((slot[None, :] < k_of[ids, None]) & (count > 0), 0.0, -torch.inf).to(T.dtype)
+            bias = torch.where(in_k & (count > 0), 0.0, -torch.inf).to(T.dtype)
             inv = torch.where(norm2 > ZERO_NORM**2, norm2.clamp_min(ZERO_NORM**2).rsqrt(), 0.0)
             new = torch.addcmul(bias[:, :, None], T, inv[:, :, None]).max(1).indices  # [Pa, n]
             moved = (new != a) & pvalid
             done = ~moved.any(1)
-        fin = ids[done]
-        labels[fin] = a[done]
-        norms[fin] = norm2[done].double().clamp_min(0).sqrt().sum(1)
-        iters[fin] = iters[fin].clamp_max(it)
-        if bool(done.all()):
-            break
-        p, j = moved.nonzero(as_tuple=True)
-        _apply_moves(T, flat_gram, b_of[ids] * n, w[b_of[ids]], p, j, a[p, j], new[p, j])
+        if bool(done.any()):
+            fin = ids[done]
+            labels[fin] = a[done]
+            norms[fin] = norm2[done].double().clamp_min(0).sqrt().sum(1)
+            iters[fin] = iters[fin].clamp_max(it)
+            if bool(done.all()):
+                break
+        flat = moved.view(-1).nonzero().squeeze(1)  # moves as p * n + j
+        p = flat // n
+        _apply_moves(T, flat_gram, pb.index_select(0, p) * n + flat % n, pw.view(-1).index_select(0, flat), p,
+                     a.view(-1).index_select(0, flat), new.view(-1).index_select(0, flat))
         a = torch.where(moved, new, a)
         # Early exit per problem: converged runs leave the batch (compacted once enough of them have).
         if int(done.sum()) * 8 >= ids.numel():
-            keep = ~done
-            ids, T, a = ids[keep], T[keep], a[keep]
+            keep = (~done).nonzero().squeeze(1)
+            ids, T, a = ids.index_select(0, keep), T.index_select(0, keep), a.index_select(0, keep)
+            compacted = True
     return _Runs(labels, norms, iters)
 
 
