@@ -29,11 +29,39 @@ from _common import save  # noqa: E402
 THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
 
 
-def make_inputs(root: Path, n_names: int, rows_per_name: int, d: int, d_sae: int, seed: int = 0) -> tuple[Path, Path]:
-    """An image store of clustered rows (a share of names owning a direction) and an SAE checkpoint for it."""
-    from namesae.sae import build_sae_from_weights  # see make_sae below for the fallback
-    del build_sae_from_weights
-    raise NotImplementedError
+def make_inputs(root: Path, n_names: int, rows_per_name: int, d: int, d_sae: int, k: int = 32, seed: int = 0
+                ) -> tuple[Path, Path]:
+    """An image store of clustered rows (a quarter of the names own a direction) and a TopK SAE whose decoder
+    holds those directions and random shared ones."""
+    from namesae.sae import build_sae_from_weights
+    from namesae.store import EmbeddingStore
+
+    rng = np.random.default_rng(seed)
+    n_shared = d_sae - n_names // 4
+    directions = rng.normal(size=(d_sae, d)).astype(np.float32)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    space = "bench:identity:image"
+    store_path = root / "image.h5"
+    with EmbeddingStore.create(store_path, d, space, normalized=True, chunk_rows=4096) as store:
+        for start in range(0, n_names, 1000):
+            block = range(start, min(n_names, start + 1000))
+            centers = np.zeros((len(block), d), dtype=np.float32)
+            for i, n in enumerate(block):
+                shared = rng.choice(n_shared, 8, replace=False)
+                centers[i] = directions[shared].sum(0) * 0.4
+                if n % 4 == 0:  # a dedicated name: its own direction
+                    centers[i] += 1.5 * directions[n_shared + n // 4]
+            spread = rng.uniform(0.05, 0.6, size=len(block)).astype(np.float32)
+            x = np.repeat(centers, rows_per_name, axis=0)
+            x += rng.normal(size=x.shape).astype(np.float32) * np.repeat(spread, rows_per_name)[:, None] / np.sqrt(d)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            names = [f"Name{n:05d} Last{n % 313}" for n in block for _ in range(rows_per_name)]
+            store.append(x, names, ["a photo of {}"] * len(x), "image", seeds=[j for _ in block
+                                                                               for j in range(rows_per_name)])
+    sae_dir = root / "sae"
+    build_sae_from_weights(directions.T, np.zeros(d_sae), directions, np.zeros(d), space=space,
+                           architecture="topk", k=k, out_dir=sae_dir)
+    return sae_dir, store_path
 
 
 def run_side(cmd: list[str]) -> dict:
@@ -65,14 +93,14 @@ def dense_baseline(sae_dir: Path, store_path: Path, out: Path, tau_p: float, tau
         names = store.names.astype(str)
         uniq, first, ids = np.unique(names, return_index=True, return_inverse=True)
         n_names, d_sae = len(uniq), int(sae.d_sae)
-        mass_nf = np.zeros((n_names, d_sae))
-        count_nf = np.zeros((n_names, d_sae))
+        mass_nf = np.zeros((n_names, d_sae), dtype=np.float32)
+        count_nf = np.zeros((n_names, d_sae), dtype=np.float32)
         for start in range(0, len(store), batch):
             x = store.read(start, start + batch)
             with torch.no_grad():
-                codes = encode(sae, x).numpy().astype(np.float64)
+                codes = encode(sae, x).numpy()
             np.add.at(mass_nf, ids[start:start + len(x)], codes)
-            np.add.at(count_nf, ids[start:start + len(x)], (codes > 0).astype(np.float64))
+            np.add.at(count_nf, ids[start:start + len(x)], (codes > 0).astype(np.float32))
         precision, recall = dense_precision_recall(mass_nf.T, count_nf.T, np.bincount(ids))
         dedicated, dedication, _ = dense_identity(precision, recall, tau_p, tau_r)
         records = {}
@@ -111,7 +139,35 @@ def main() -> None:
         dense_baseline(**{k: (Path(v) if k in ("sae_dir", "store_path", "out") else v)
                           for k, v in json.loads(args.args).items()})
         return
-    raise NotImplementedError
+    with tempfile.TemporaryDirectory(prefix="bench-identity-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        sae_dir, store_path = make_inputs(root, args.names, args.rows, args.dim, args.features)
+        build_seconds = time.perf_counter() - start
+        cli = str(Path(sys.executable).parent / "namesae")
+        ours_out = root / "ours"
+        ours = run_side([cli, "identity", "--sae", str(sae_dir), "--store", str(store_path), "--out", str(ours_out),
+                         "--no-progress"])
+        produced = json.loads((ours_out / "identity.json").read_text())
+        config = produced["config"]
+        base_args = {"sae_dir": str(sae_dir), "store_path": str(store_path), "out": str(root),
+                     "tau_p": config["tau_p"], "tau_r": config["tau_r"], "epsilon": config["epsilon"],
+                     "sigma": produced["dse_sigma"], "t": config["dse_t"], "batch": 2048}
+        baseline = run_side([sys.executable, __file__, "--side", "dense", "--args", json.dumps(base_args)])
+        agreement = compare(ours_out / "identity.json", root / "baseline.json")
+    result = {
+        "names": args.names, "rows_per_name": args.rows, "dim": args.dim, "features": args.features,
+        "threads": 2, "input_build_seconds": round(build_seconds, 1),
+        "ours": {"command": "namesae identity --sae DIR --store S", **ours},
+        "baseline": {"command": "dense numpy (this file, --side dense)", **baseline},
+        "speedup": round(baseline["seconds"] / ours["seconds"], 2),
+        "memory_ratio": round(baseline["peak_rss_mib"] / ours["peak_rss_mib"], 2),
+        "ours_faster": ours["seconds"] < baseline["seconds"],
+        "ours_less_memory": ours["peak_rss_mib"] < baseline["peak_rss_mib"],
+        "agreement": agreement,
+    }
+    print(json.dumps(result, indent=2))
+    print(f"wrote {save('identity', result)}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -10,9 +11,22 @@ import pytest
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
-from namesae.basis import (DEFAULT_PHRASES, best_pairs, build_vocabulary, centered_cosine, cosine, fit_name_axes,
-                           paint, read_vocabulary, render_painting, score_basis_on_world, sparse_nonnegative_fit,
-                           term_prompt, walk_axis, write_vocabulary)
+from namesae.basis import (
+    DEFAULT_PHRASES,
+    best_pairs,
+    build_vocabulary,
+    centered_cosine,
+    cosine,
+    fit_name_axes,
+    paint,
+    read_vocabulary,
+    render_painting,
+    score_basis_on_world,
+    sparse_nonnegative_fit,
+    term_prompt,
+    walk_axis,
+    write_vocabulary,
+)
 from namesae.cli import app, main
 from namesae.errors import NamesaeError, StoreError
 from namesae.store import write_store
@@ -118,7 +132,7 @@ def test_nonnegative_omp_recovers_a_planted_sparse_combination():
     assert fit.cosine == pytest.approx(1.0, abs=1e-9)
     two = sparse_nonnegative_fit(target, atoms, reference, k=2)
     assert len(two.final.indices) <= 2 and min(two.final.weights) > 0
-    assert all(b.cosine >= a.cosine - 1e-12 for a, b in zip(two.steps, two.steps[1:]))
+    assert all(b.cosine >= a.cosine - 1e-12 for a, b in itertools.pairwise(two.steps))
     # A target only reachable with a negative weight is not fitted with one.
     neg = sparse_nonnegative_fit(reference - atoms[7], atoms, reference, k=4).final
     assert 7 not in neg.indices and all(w > 0 for w in neg.weights)

@@ -365,3 +365,97 @@ def test_planted_dictionary_recovers_planted_onsets_and_phases(small_world):
     freq = np.array([r["frequency"] for r in ded])
     from scipy.stats import spearmanr
     assert spearmanr(freq, idx).statistic < -0.8
+
+
+# ---- the pipeline on planted SAEs (no training) -------------------------------------------------------------
+def _planted_sae(directions: np.ndarray, space: str, out: Path, threshold: float = 0.15) -> Path:
+    """A ReLU SAE whose dictionary is the given unit directions [k, d]: f = relu(D x - threshold)."""
+    from namesae.sae import build_sae_from_weights
+
+    d = directions.astype(np.float32)
+    build_sae_from_weights(d.T, np.full(len(d), -threshold, np.float32), d, np.zeros(d.shape[1], np.float32),
+                           space=space, architecture="standard", out_dir=out)
+    return out
+
+
+def _world_spec(root: Path, world, tmp: Path, points: list[int] | None = None) -> Path:
+    """A series spec over the world's progression with a planted SAE per checkpoint."""
+    from namesae.store import EmbeddingStore
+    from namesae.synth import load_truth
+
+    truth = load_truth(root)
+    lines = ['axis = "samples_seen"', f'prior_names = "{root / "prior_names.txt"}"', f'truth = "{root / "truth.json"}"']
+    for ck in truth["progression"]["checkpoints"]:
+        if points is not None and ck["index"] not in points:
+            continue
+        folder = root / ck["dir"]
+        with EmbeddingStore.open(folder / "image.h5") as s:
+            sae = _planted_sae(world.truth.directions, s.space, tmp / f"sae{ck['index']}")
+        lines += ["[[points]]", f'label = "{Path(ck["dir"]).name}"', f"value = {ck['samples_seen']}",
+                  f'store = "{folder / "image.h5"}"', f'text_store = "{folder / "text.h5"}"',
+                  f'vocab = "{folder / "vocab.h5"}"', f'sae = "{sae}"']
+    spec = tmp / "series.toml"
+    spec.write_text("\n".join(lines) + "\n")
+    return spec
+
+
+def test_cli_runs_a_spec_scores_it_and_writes_every_output(small_world, tmp_path):
+    from typer.testing import CliRunner
+
+    from namesae.cli import app
+
+    world, root = small_world
+    spec = _world_spec(root, world, tmp_path, points=[0, 2, 4])
+    out = tmp_path / "out"
+    run = CliRunner().invoke(app, ["emergence", "--series", str(spec), "--out", str(out), "--no-progress",
+                                   "--curve-name", world.names[-1].name])
+    assert run.exit_code == 0, run.output
+    assert f"wrote {out / 'emergence.json'}" in run.output and "score: emergence_within_1" in run.output
+    data = json.loads((out / "emergence.json").read_text())
+    assert data["axis"] == "samples_seen" and data["labels"] == ["ckpt_00", "ckpt_02", "ckpt_04"]
+    assert data["points"][0]["d_sae"] == len(world.truth.labels)
+    assert data["score"]["no_emergence_compositional"] == 1.0
+    assert data["links_available"] == [False, False]  # each checkpoint is its own space
+    assert any("different spaces" in note for note in data["notes"])
+    assert json.loads((out / "score.json").read_text()) == data["score"]
+    for name in ("emergence.csv", "curves.csv", "dedication_curves.png", "phase_map.png",
+                 "emergence_vs_frequency.png"):
+        assert (out / name).stat().st_size > 100
+
+
+def test_a_store_of_another_dimension_in_the_series_is_refused_naming_the_point(tmp_path):
+    from namesae.emergence import run_emergence
+    from namesae.errors import SpaceMismatchError
+    from namesae.store import write_store
+
+    rng = np.random.default_rng(0)
+    points = []
+    for i, d in enumerate((8, 12)):
+        x = rng.normal(size=(20, d)).astype(np.float32)
+        store = tmp_path / f"s{i}.h5"
+        write_store(store, x, [f"n{j % 4}" for j in range(20)], ["p"] * 20, "text", space=f"toy{d}:text")
+        sae = _planted_sae(np.eye(d), f"toy{d}:text", tmp_path / f"sae{i}", threshold=0.0)
+        points.append(SeriesPoint(f"d{d}", float(i), store, sae=sae))
+    series = Series("checkpoint", tuple(points))
+    with pytest.raises(SpaceMismatchError, match=r"point 'd12' \(#1\).*dim 12.*'d8' has dim 8.*mixed_dims"):
+        run_emergence(series, EmergenceConfig(), tmp_path / "out")
+    result = run_emergence(series, EmergenceConfig(mixed_dims=True), tmp_path / "out")
+    assert [p["d_in"] for p in result.points] == [8, 12] and result.links_available == [False]
+    # An SAE that does not fit its own point's store is named with the point too.
+    bad = Series("checkpoint", (points[0], SeriesPoint("wrong", 2.0, points[0].store, sae=points[1].sae)))
+    with pytest.raises(SpaceMismatchError, match=r"point 'wrong' \(#1\)"):
+        run_emergence(bad, EmergenceConfig(), tmp_path / "out")
+
+
+def test_cli_reports_a_single_point_series_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "one.toml"
+    spec.write_text('axis = "step"\n[[points]]\nvalue = 1\nstore = "s.h5"\nsae = "a"\n')
+    namesae = Path(sys.executable).parent / "namesae"
+    run = subprocess.run([str(namesae), "emergence", "--series", str(spec), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("namesae: error:")
+    assert "at least 2 points" in run.stderr and str(spec) in run.stderr

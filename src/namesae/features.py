@@ -395,18 +395,21 @@ def _unique_max(feats: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
 def feature_stats_from_codes(codes: Any, names: Sequence[str], config: FeatureConfig | None = None
                              ) -> FeatureStats:
     """Feature statistics of a code matrix [rows, d_sae] whose rows belong to `names` (small inputs, tests)."""
-    ids, uniq = _factorize(names)
+    ids, uniq = factorize_names(names)
     acc = FeatureAccumulator(np.shape(codes)[1], len(uniq), config)
     acc.update(codes, ids, 0)
     return acc.result(uniq, np.bincount(ids, minlength=len(uniq)))
 
 
-def _factorize(names: Sequence[str] | np.ndarray) -> tuple[np.ndarray, list[str]]:
+def factorize_names(names: Sequence[str] | np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Integer id of each name (names numbered in first-appearance order) and the distinct names."""
     import pandas as pd
 
     codes, uniq = pd.factorize(np.asarray(names, dtype=object).astype(str), sort=False)
     return codes.astype(np.int64), [str(u) for u in uniq]
+
+
+_factorize = factorize_names  # the earlier private name, still imported by namesae.emergence
 
 
 def batch_rows_for(d_sae: int, config: FeatureConfig) -> int:
@@ -452,7 +455,7 @@ def compute_feature_stats(sae: Any, store: EmbeddingStore, config: FeatureConfig
     rows = store.select(kind=config.kind) if config.kind else np.arange(len(store), dtype=np.int64)
     if rows.size == 0:
         raise NamesaeError(f"{store.path}: no rows" + (f" of kind '{config.kind}'" if config.kind else ""))
-    ids, uniq = _factorize(store.names[rows])
+    ids, uniq = factorize_names(store.names[rows])
     d_sae = int(sae.d_sae)
     acc = FeatureAccumulator(d_sae, len(uniq), config)
     for offset, _, codes in iter_codes(sae, store, rows, batch_rows_for(d_sae, config), progress, "features"):
@@ -474,7 +477,7 @@ def zero_shot_labels(directions: Any, phrases: Any, phrase_labels: Sequence[str]
     if emb.ndim != 2 or dirs.ndim != 2 or emb.shape[1] != dirs.shape[1]:
         raise SpaceMismatchError(f"phrase embeddings {tuple(emb.shape)} and decoder directions "
                                  f"{tuple(dirs.shape)} differ in dimension; embed the vocabulary in the SAE's space")
-    ids, labels = _factorize(phrase_labels)
+    ids, labels = factorize_names(phrase_labels)
     if len(labels) == 0:
         raise NamesaeError("the label vocabulary is empty")
     # One vector per label: the mean of its unit-normalised phrase rows.

@@ -107,11 +107,15 @@ class DecoderInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-def check_space(info: DecoderInfo, space: str, dim: int, what: str) -> None:
-    """Raise SpaceMismatchError unless `what` (an SAE, a store) lives in the decoder's space and dim."""
+def check_space(info: DecoderInfo, space: str | None, dim: int, what: str) -> None:
+    """Raise SpaceMismatchError unless `what` (an SAE, a store) lives in the decoder's space and dim; a space of
+    None (a foreign SAELens SAE) is checked by dim only."""
     if dim != info.dim:
         raise SpaceMismatchError(f"{what} has dim {dim} but the {info.kind} decoder {info.model} takes {info.dim}-d "
                                  f"image embeddings ({info.space}); use an SAE/store of that space")
+    if space is None:
+        log.warning("%s records no embedding space; assuming the decoder's %s (dims match)", what, info.space)
+        return
     if space != info.space:
         hint = " (a text-space SAE cannot condition the decoder; train one on image rows)" \
             if space.endswith(":text") else ""
@@ -295,19 +299,15 @@ def _from_pretrained(cls: Any, model: str, dtype: torch.dtype, what: str) -> Any
     return pipe
 
 
-def load_decoder(kind: str, model: str | None = None, prior: str | None = None, device: str = "cpu",
-                 dtype: str = "float32", settings: DecodeSettings | None = None, space: str | None = None,
-                 load_prior: bool = True) -> Decoder:
-    """A decoder of `kind` from a hub id or folder (default: the real model's hub id); Kandinsky also loads its
-    prior unless `load_prior` is False. `space` overrides the embedding space the decoder is taken to expect."""
+def describe_decoder(kind: str, model: str | None = None, prior: str | None = None,
+                     space: str | None = None) -> DecoderInfo:
+    """What a decoder expects, from its folder's namesae_decoder.json or the kind's known space, without loading
+    weights (so a space mismatch fails before minutes of loading). `dim` is the expected one; `load_decoder`
+    checks it against the weights."""
     if kind not in PIPELINES:
         raise ConfigError(f"pipeline {kind!r} is unknown; use one of {PIPELINES}")
-    from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline, StableUnCLIPImg2ImgPipeline
+    from namesae.encoders import DECODER_SPACES
 
-    from namesae.encoders import DECODER_SPACES, resolve_device
-
-    device = resolve_device(device)
-    torch_dtype = _torch_dtype(dtype)
     model = model or HUB_MODELS[kind][0]
     meta = read_meta(model) if Path(model).is_dir() else None
     if meta is not None and meta["kind"] != kind:
@@ -315,37 +315,64 @@ def load_decoder(kind: str, model: str | None = None, prior: str | None = None, 
     if prior is None and kind == "kandinsky22":
         prior = str(Path(model) / meta["prior"]) if meta and meta.get("prior") else \
             (None if meta else HUB_MODELS[kind][1])
-    settings = settings or DecodeSettings()
-    if kind == "kandinsky22":
-        pipe = _from_pretrained(KandinskyV22Pipeline, model, torch_dtype, "Kandinsky 2.2 decoder").to(device)
-        dim = int(pipe.unet.config.encoder_hid_dim)
-    else:
-        pipe = _from_pretrained(StableUnCLIPImg2ImgPipeline, model, torch_dtype, "SD 2.1 unCLIP").to(device)
-        dim = int(pipe.image_normalizer.mean.shape[-1])
     if meta is not None:
-        default_space, encoder, defaults = meta["space"], meta.get("encoder"), dict(meta.get("defaults", {}))
-        if int(meta["dim"]) != dim:
-            raise DecoderError(f"{model}/{META_FILE}: dim {meta['dim']} but the pipeline takes {dim}-d embeddings")
+        default_space, dim = meta["space"], int(meta["dim"])
+        encoder, defaults = meta.get("encoder"), dict(meta.get("defaults", {}))
     else:
         clip = DECODER_SPACES[_ENCODER_KEYS[kind]]
-        default_space = f"open_clip:{clip.model}:{clip.pretrained}:image"
+        default_space, dim = f"open_clip:{clip.model}:{clip.pretrained}:image", clip.dim
         encoder, defaults = {"model": clip.model, "pretrained": clip.pretrained}, {}
-        if dim != clip.dim:
-            log.warning("%s takes %d-d embeddings, not the %d of %s; pass its space explicitly", model, dim,
-                        clip.dim, default_space)
-    space = space or default_space
-    if space != default_space:
-        encoder = encoder_for_space(space)
+    if space is not None and space != default_space:
+        default_space, encoder = space, encoder_for_space(space)
+    return DecoderInfo(kind, str(model), prior if kind == "kandinsky22" else None, default_space, dim, encoder,
+                       defaults)
+
+
+def load_decoder(kind: str, model: str | None = None, prior: str | None = None, device: str = "cpu",
+                 dtype: str = "float32", settings: DecodeSettings | None = None, space: str | None = None,
+                 load_prior: bool = True) -> Decoder:
+    """A decoder of `kind` from a hub id or folder (default: the real model's hub id); Kandinsky also loads its
+    prior unless `load_prior` is False. `space` overrides the embedding space the decoder is taken to expect."""
+    info = describe_decoder(kind, model, prior, space)
+    from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline, StableUnCLIPImg2ImgPipeline
+
+    from namesae.encoders import resolve_device
+
+    device = resolve_device(device)
+    torch_dtype = _torch_dtype(dtype)
+    settings = settings or DecodeSettings()
+    if kind == "kandinsky22":
+        pipe = _from_pretrained(KandinskyV22Pipeline, info.model, torch_dtype, "Kandinsky 2.2 decoder").to(device)
+        dim = int(pipe.unet.config.encoder_hid_dim)
+    else:
+        pipe = _from_pretrained(StableUnCLIPImg2ImgPipeline, info.model, torch_dtype, "SD 2.1 unCLIP").to(device)
+        dim = int(pipe.image_normalizer.mean.shape[-1])
+    if dim != info.dim:
+        if Path(info.model).is_dir() and read_meta(info.model) is not None:
+            raise DecoderError(f"{info.model}/{META_FILE}: dim {info.dim} but the pipeline takes {dim}-d embeddings")
+        log.warning("%s takes %d-d embeddings, not the %d of %s; pass its space explicitly", info.model, dim,
+                    info.dim, info.space)
+        info = replace(info, dim=dim)
     prior_pipe = None
-    if kind == "kandinsky22" and prior is not None and load_prior:
-        prior_pipe = _from_pretrained(KandinskyV22PriorPipeline, prior, torch_dtype, "Kandinsky 2.2 prior").to(device)
+    if kind == "kandinsky22" and info.prior is not None and load_prior:
+        prior_pipe = _from_pretrained(KandinskyV22PriorPipeline, info.prior, torch_dtype,
+                                      "Kandinsky 2.2 prior").to(device)
         prior_dim = int(prior_pipe.prior.config.embedding_dim)
         if prior_dim != dim:
-            raise DecoderError(f"prior {prior} makes {prior_dim}-d embeddings; decoder {model} takes {dim}")
-    info = DecoderInfo(kind, str(model), prior if prior_pipe is not None else None, space, dim, encoder, defaults)
+            raise DecoderError(f"prior {info.prior} makes {prior_dim}-d embeddings; decoder {info.model} takes {dim}")
+    info = replace(info, prior=info.prior if prior_pipe is not None else None)
     if kind == "kandinsky22":
         return KandinskyDecoder(pipe, prior_pipe, info, settings, device)
     return UnclipDecoder(pipe, info, settings, device)
+
+
+def quiet_loading() -> None:
+    """Silence diffusers' and transformers' per-component loading bars (for command-line runs; global state)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 def resolve_model(kind: str, model: str | None, space: str | None = None, dim: int | None = None) -> str | None:

@@ -36,10 +36,10 @@ OPS = ("substitute", "insert")
 POSITIONS = ("end", "any")
 
 
-def _numpy(x: Any) -> np.ndarray:
+def _numpy(x: Any, dtype: type = np.float32) -> np.ndarray:
     if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -435,7 +435,7 @@ def _check_sets(n_a: int, n_b: int) -> None:
 def contrast_codes(codes_a: np.ndarray, codes_b: np.ndarray, top: int = 50, n_boot: int = 1000, ci: float = 0.95,
                    seed: int = 0) -> Contrast:
     """Features ranked by |Cohen's d| between codes_a [n_a, F] and codes_b [n_b, F]; bootstrap CI for the top."""
-    a, b = _numpy(codes_a).astype(np.float64), _numpy(codes_b).astype(np.float64)
+    a, b = _numpy(codes_a, np.float64), _numpy(codes_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise NamesaeError(f"codes of the two sets must be [rows, features] with equal features: {a.shape}, {b.shape}")
     _check_sets(len(a), len(b))

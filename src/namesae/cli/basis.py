@@ -61,8 +61,6 @@ def resolve_target(encoder: Any, store: Path | None = None, name: str | None = N
                    embedding_row: int | None = None) -> tuple[Any, str]:
     """The target embedding [d] and a description, from exactly one of: a name's mean (or a row) of a store, a
     prompt, an image file, or an embedding file (.safetensors, e.g. steer's embeddings.safetensors, or .json)."""
-    import numpy as np
-
     from namesae.errors import NamesaeError
 
     given = [k for k, v in (("--name", name), ("--row", row), ("--prompt", prompt), ("--image", image),
@@ -107,11 +105,12 @@ def _embedding_file(path: Path, tensor: str | None, row: int | None) -> Any:
         except (ValueError, TypeError) as err:
             raise NamesaeError(f"{path}: not a JSON list of numbers ({err})") from None
     elif path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         try:
             tensors = load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types
+        except (SafetensorError, OSError) as err:
             raise NamesaeError(f"{path}: not a readable safetensors file ({err})") from None
         key = tensor or ("edited" if "edited" in tensors else next(iter(tensors)) if len(tensors) == 1 else None)
         if key not in tensors:

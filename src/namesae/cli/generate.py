@@ -17,9 +17,11 @@ def generate(
                               "pipeline in DIR (offline, for tests and the demo). Default: the real model's hub id."),
     prior: str = typer.Option(None, "--prior", help="Kandinsky 2.2 prior hub id or folder (default: the hub prior "
                               "or DIR/prior of a namesae folder)."),
-    n: int = typer.Option(None, "--n", help="Images per name and template (default 9)."),
+    n: int = typer.Option(None, "--n", "--n-images", help="Images per name and template (default 9). Under torchrun "
+                          "write --n-images: torchrun's own parser takes --n for one of its options."),
     templates: list[str] = typer.Option(None, "--templates", "-t", help="Repeatable: a template kind (portrait, "
-                                        "scenario, style) or a text holding {name}. Default: portrait."),
+                                        "scenario, style) or a text holding {name}. Default: portrait. Under "
+                                        "torchrun write --templates (torchrun takes -t)."),
     seed_offset: int = typer.Option(None, "--seed-offset", help="Image j gets seed SEED_OFFSET + j (default 0)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per pipeline call (default 8)."),
     steps: int = typer.Option(None, "--steps", help="Decoder denoising steps (default: the pipeline's)."),
@@ -45,7 +47,7 @@ def generate(
     """Draw N images per name and prompt template with fixed seeds, write them as PNG (name, prompt, seed and
     decoder in the metadata) and their CLIP image embeddings into a store. Resumable: a restarted run skips
     finished images and never duplicates a row. Parallel: `torchrun --nproc_per_node K $(which namesae) generate
-    ...` gives each rank a deterministic slice and its own shard; rank 0 merges them at the end."""
+    --n-images 9 --templates portrait ...` (long option names: torchrun's parser claims --n and -t) gives each rank a deterministic slice and its own shard; rank 0 merges them at the end."""
     from namesae.config import config_from_dict, load_toml
     from namesae.errors import ConfigError
 
@@ -75,9 +77,10 @@ def generate(
     ranks = ranks_from_env(rank, world_size)
 
     from namesae.encoders import load_encoder
-    from namesae.pipelines import load_decoder, resolve_model
+    from namesae.pipelines import load_decoder, quiet_loading, resolve_model
 
     model_path = resolve_model(cfg.pipeline, cfg.model)
+    quiet_loading()
     run_device = f"cuda:{ranks.local_rank}" if cfg.device == "cuda" and ranks.world > 1 else cfg.device
     decoder = load_decoder(cfg.pipeline, model_path, cfg.prior, device=run_device, dtype=cfg.dtype,
                            settings=cfg.settings())

@@ -79,7 +79,8 @@ def drive(
     names: Path = typer.Option(None, "--names", help="Corpus names (one per line / .csv / .json); default with "
                                "--world: its full names."),
     templates: list[str] = typer.Option(None, "--templates", "-t", help="Repeatable: a template kind (portrait, "
-                                        "scenario, style) or a text with {name}. Default: portrait, scenario, style."),
+                                        "scenario, style) or a text with {name}. Default: the world's templates "
+                                        "with --world, else portrait, scenario, style."),
     phrases: Path = typer.Option(None, "--phrases", help="More corpus prompts, one per line."),
     tokens: Path = typer.Option(None, "--tokens", help="Search vocabulary: words / phrases to substitute or insert, "
                                 "one per line (default with --world: the toy encoder's words)."),
@@ -99,15 +100,17 @@ def drive(
 
     encoder = load_text_encoder(model, pretrained, world, device)
     target = _target(sae, features, world, encoder)
-    if names is not None:
-        name_list = load_names(names)
-    elif world is not None:
+    world_templates: list[str] = []
+    name_list = load_names(names) if names is not None else []
+    if world is not None:
         from namesae.synth import load_truth
 
-        name_list = [r["name"] for r in load_truth(world)["names"] if r["kind"] == "full"]
-    else:
-        name_list = []
-    tpls = resolve_templates(templates or ["portrait", "scenario", "style"]) if name_list else []
+        truth = load_truth(world)
+        world_templates = [t["template"].replace("{}", "{name}") for t in truth["templates"]]
+        if names is None:
+            name_list = [r["name"] for r in truth["names"] if r["kind"] == "full"]
+    default = world_templates or ["portrait", "scenario", "style"]
+    tpls = resolve_templates(templates or default) if name_list else []
     corpus = corpus_prompts(name_list, tpls, read_lines(phrases) if phrases is not None else ())
     if not corpus:
         raise NamesaeError("the corpus is empty: give --names (and --templates) or --phrases")

@@ -59,7 +59,15 @@ def steer(
         raise NamesaeError(f"give exactly one of --row, --name, --image, --prompt (got {chosen or 'none'})")
     if (row is not None or name is not None) and store is None:
         raise NamesaeError(f"{chosen[0]} needs --store, the embedding store the row or name lives in")
-    from namesae.pipelines import DecodeSettings, check_space, encoder_for_space, load_decoder, resolve_model
+    from namesae.pipelines import (
+        DecodeSettings,
+        check_space,
+        describe_decoder,
+        encoder_for_space,
+        load_decoder,
+        quiet_loading,
+        resolve_model,
+    )
     from namesae.sae import load_sae
     from namesae.steer import CodeRef, Transfer, load_edits, load_groups, resolve_edits, sae_functions
     from namesae.steer.images import (
@@ -82,11 +90,14 @@ def steer(
                               negative=negative if pipeline == "kandinsky22" else None)
     opened = EmbeddingStore.open(store) if store is not None else None
     try:
-        if opened is not None and (opened.space != sae.space or opened.dim != sae.d_in):
+        if opened is not None and (opened.dim != sae.d_in or sae.space not in (None, opened.space)):
             from namesae.errors import SpaceMismatchError
             raise SpaceMismatchError(f"{store}: space '{opened.space}' ({opened.dim}-d) but the SAE {sae_dir} was "
-                                     f"trained on '{sae.space}' ({sae.d_in}-d)")
+                                     f"trained on '{sae.space}' ({sae.d_in}-d); pass the store it was trained on")
         model_path = resolve_model(pipeline, model, space=sae.space, dim=sae.d_in)
+        check_space(describe_decoder(pipeline, model_path, prior, decoder_space), sae.space, sae.d_in,
+                    f"SAE {sae_dir}")  # before minutes of loading weights
+        quiet_loading()
         decoder = load_decoder(pipeline, model_path, prior, device=device, dtype=dtype, settings=settings,
                                space=decoder_space, load_prior=negative != "zeros" or needs_prior)
         check_space(decoder.info, sae.space, sae.d_in, f"SAE {sae_dir}")
@@ -95,7 +106,7 @@ def steer(
         def image_encoder():  # built only when an image must be embedded
             from namesae.encoders import load_encoder
 
-            spec = encoder_for_space(sae.space)
+            spec = encoder_for_space(sae.space or decoder.space)
             if spec is None:
                 raise NamesaeError(f"the SAE's space {sae.space!r} has no open_clip image encoder to embed images")
             return load_encoder(spec["model"], spec["pretrained"], device=device, dtype=dtype, normalize=unit)

@@ -42,7 +42,8 @@ TRAIN_MARK = "emergence_train.json"
 
 
 def ensure_sae(point: SeriesPoint, series: Series, out_dir: Path, progress: bool = False) -> Path:
-    """The point's SAE folder: the given one, or one trained (once; reused when the same config is asked again)."""
+    """The point's SAE folder: the given one, or one trained under out_dir/saes/<label> (reused when the same
+    store and config ask again, resumed when a run was cut off, retrained when the config changed)."""
     if point.sae is not None:
         return point.sae
     from namesae.sae import TrainConfig, train_sae
@@ -50,17 +51,22 @@ def ensure_sae(point: SeriesPoint, series: Series, out_dir: Path, progress: bool
     fields = {**(series.train or {}), **point.train}
     cfg = config_from_dict(TrainConfig, fields, f"{series.source} [train] (point '{point.label}')")
     target = out_dir / "saes" / point.label
-    mark = {"store": str(point.store), "train": config_to_dict(cfg)}
+    mark = json.loads(json.dumps({"store": str(point.store), "train": config_to_dict(cfg)}))
     mark_path = target / TRAIN_MARK
+    previous = None
     if mark_path.is_file():
         try:
-            if json.loads(mark_path.read_text(encoding="utf-8")) == json.loads(json.dumps(mark)):
-                log.info("emergence: reusing the SAE of point %s in %s", point.label, target)
-                return target
+            previous = json.loads(mark_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            pass
+            previous = None
+    if previous == mark and (target / "namesae.json").is_file():
+        log.info("emergence: reusing the SAE of point %s in %s", point.label, target)
+        return target
+    # Our own folder: a finished SAE of another store or config is replaced; an unfinished run of this one resumes.
+    overwrite = (previous is not None and previous != mark) or (target / "namesae.json").is_file()
     log.info("emergence: training an SAE for point %s on %s", point.label, point.store)
-    train_sae(point.store, cfg, target)
+    mark_path.unlink(missing_ok=True)
+    train_sae(point.store, cfg, target, progress=progress, overwrite=overwrite)
     _atomic_write(mark_path, json.dumps(mark, indent=1))
     return target
 

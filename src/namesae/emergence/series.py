@@ -19,12 +19,14 @@ Spec file (TOML or JSON; relative paths are relative to the file):
 Shorthands instead of [[points]]:
     widths = [32, 64, 128]           # one store, one SAE per dictionary size trained with [train]
                                      # (axis "width"; the size goes into TrainConfig field `width_field`, "d_sae")
-    sae_run = "runs/sae"             # one training run: its checkpoints DIR/checkpoints/step_XXXXXX/ (axis "step")
+    sae_run = "runs/sae"             # one training run: its checkpoints DIR/checkpoints/step_XXXXXX/ and its final
+                                     # SAE (axis "step"); store defaults to the one in DIR/namesae.json
 
 Folder conventions (`--series DIR`):
     a synthetic world (DIR/truth.json + DIR/progression/ckpt_NN/{image,text,vocab}.h5): axis samples_seen, one
     point per checkpoint, SAEs trained with the given train config, prior names and truth from the world;
-    an SAE training run (DIR/checkpoints/step_XXXXXX/): as `sae_run = DIR` (the store must be given).
+    an SAE training run (DIR/checkpoints/step_XXXXXX/): as `sae_run = DIR`, the store read from DIR/namesae.json
+    (no text store or vocabulary: phases need a spec file that names them).
 """
 
 from __future__ import annotations
@@ -168,9 +170,11 @@ def series_from_dict(data: dict[str, Any], base: Path, source: str) -> Series:
         axis = data.get("axis", "width")
     else:
         run = _path(data["sae_run"], base, f"{source}: 'sae_run'")
-        if defaults["store"] is None:
-            raise ConfigError(f"{source}: 'sae_run' needs the series-wide 'store' its SAE reads")
-        points = [SeriesPoint(label=f"step_{step:06d}", value=float(step), store=defaults["store"], sae=path,
+        store = defaults["store"] or run_store(run)
+        if store is None:
+            raise ConfigError(f"{source}: 'sae_run' needs the series-wide 'store' its SAE reads ({run}/namesae.json "
+                              "does not name one)")
+        points = [SeriesPoint(label=f"step_{step:06d}", value=float(step), store=store, sae=path,
                               text_store=defaults["text_store"], vocab=defaults["vocab"])
                   for step, path in run_checkpoints(run)]
         axis = data.get("axis", "step")
@@ -180,14 +184,37 @@ def series_from_dict(data: dict[str, Any], base: Path, source: str) -> Series:
                   truth=_path(data.get("truth"), base, f"{source}: 'truth'"), source=source)
 
 
+def _run_info(run: Path) -> dict[str, Any]:
+    path = run / "namesae.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_store(run: Path) -> Path | None:
+    """The store an SAE run was trained on, as recorded in its namesae.json (None if unknown or gone)."""
+    store = _run_info(run).get("store", {})
+    path = store.get("path") if isinstance(store, dict) else None
+    return Path(path) if isinstance(path, str) and Path(path).is_file() else None
+
+
 def run_checkpoints(run: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every intermediate checkpoint DIR/checkpoints/step_XXXXXX/ of an SAE run, by step."""
+    """(step, folder) of every checkpoint of an SAE run: DIR/checkpoints/step_XXXXXX/, then the final SAE in DIR
+    when it is finished and later than the last checkpoint."""
     folder = run / "checkpoints"
     if not folder.is_dir():
-        raise ConfigError(f"{run}: no checkpoints/ folder of step_XXXXXX checkpoints (train with checkpoints on)")
+        raise ConfigError(f"{run}: no checkpoints/ folder of step_XXXXXX checkpoints (train with checkpoint_every)")
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name)))
     if not found:
         raise ConfigError(f"{folder}: no step_XXXXXX checkpoint folders")
+    info = _run_info(run)
+    step = info.get("step")
+    if info.get("complete") and isinstance(step, int) and step > found[-1][0]:
+        found.append((step, run))
     return found
 
 
@@ -218,8 +245,8 @@ def load_series(spec: str | Path, train: dict[str, Any] | None = None) -> Series
         if (path / "truth.json").is_file() and (path / "progression").is_dir():
             return synth_world_series(path, train)
         if (path / "checkpoints").is_dir():
-            raise ConfigError(f"{path}: an SAE run; write a spec file with sae_run = \"{path}\" and the store it "
-                              "was trained on (store = ...)")
+            return series_from_dict({"sae_run": str(path.resolve()), **({"train": train} if train else {})},
+                                    path, str(path))
         raise ConfigError(f"{path}: not a series folder (a synthetic world with progression/, or a spec file)")
     if not path.is_file():
         raise ConfigError(f"{path}: series spec not found (a .toml/.json file or a folder)")

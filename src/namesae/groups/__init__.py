@@ -1,6 +1,6 @@
 """Feature groups: activation-weighted spherical k-means over an embedding's active SAE features.
 
-`api.py` (groups of codes, direction sets and names, as records), `fast.py` (the batched Gram path),
+`api.py` (groups of codes and direction sets, as records), `name.py` (a name's groups and their stability), `fast.py` (the batched Gram path),
 `reference.py` (the plain per-embedding implementation the fast path is tested against), `planted.py` (planted
 concept data and scores), `config.py` (settings).
 """
@@ -15,6 +15,7 @@ from namesae.groups.api import (
 )
 from namesae.groups.config import GroupConfig, init_uniforms
 from namesae.groups.fast import GramPath, gram_path
+from namesae.groups.name import NameGroups, name_groups
 from namesae.groups.planted import (
     PlantedConcepts,
     adjusted_rand_index,
@@ -25,8 +26,8 @@ from namesae.groups.planted import (
 from namesae.groups.reference import KPath, ReferenceGrouping, reference_grouping, reference_path
 
 __all__ = [
-    "BatchGroups", "FeatureGroup", "GramPath", "GroupConfig", "Grouping", "KPath", "PlantedConcepts",
+    "BatchGroups", "FeatureGroup", "GramPath", "GroupConfig", "Grouping", "KPath", "NameGroups", "PlantedConcepts",
     "ReferenceGrouping", "adjusted_rand_index", "gram_path", "group_codes", "group_sets", "init_uniforms",
-    "join_similar", "mass_purity", "planted_concepts", "reference_grouping", "reference_path",
+    "join_similar", "mass_purity", "name_groups", "planted_concepts", "reference_grouping", "reference_path",
     "score_groups_on_planted",
 ]

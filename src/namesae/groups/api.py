@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 Labels = Mapping[int, "str | tuple[str, float]"]
 
+# Embeddings whose [n, d] unit directions are gathered at once to form their Gram matrices.
+GRAM_CHUNK = 16
+
 
 @dataclass
 class FeatureGroup:
@@ -184,9 +187,8 @@ def _pair_dots(gram: Tensor, weights: Tensor, labels: Tensor, K: int) -> Tensor:
     return torch.bmm(S.transpose(1, 2), torch.bmm(gram, S)).double()
 
 
-def _run_chunk(units: Tensor, weights: Tensor, config: GroupConfig) -> dict[str, Tensor]:
-    """Groups of one padded chunk: units [B, n, d] (zero rows for padding), weights [B, n]."""
-    gram = torch.bmm(units, units.transpose(1, 2))
+def _run_chunk(gram: Tensor, weights: Tensor, config: GroupConfig) -> dict[str, Tensor]:
+    """Groups of one padded chunk: Gram matrices [B, n, n] of the unit directions, weights [B, n] (0: padding)."""
     path = gram_path(gram, weights, config)
     B, K = path.objective.shape
     valid_k = path.mass_valid(config.m_min)
@@ -232,6 +234,7 @@ def group_sets(directions: Sequence[Tensor], weights: Sequence[Tensor], config: 
         units.append(x / norm.clamp_min(ZERO_NORM)[:, None])
         ws.append(w)
     n_max = max((len(w) for w in ws), default=0)
+    d_max = max((x.shape[1] for x in units), default=0)  # zero-padding the dimension keeps every inner product
     features = torch.full((len(ws), n_max), -1, dtype=torch.int64)
     weight = torch.zeros(len(ws), n_max)
     for i, w in enumerate(ws):
@@ -241,7 +244,10 @@ def group_sets(directions: Sequence[Tensor], weights: Sequence[Tensor], config: 
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
     def unit_rows(rows: Tensor, ids: Tensor) -> Tensor:
-        return torch.stack([_take(units[r].to(dev), ids[q]) for q, r in enumerate(rows.tolist())])
+        out = torch.zeros(len(rows), ids.shape[1], d_max, device=dev)
+        for q, r in enumerate(rows.tolist()):
+            out[q, :, :units[r].shape[1]] = _take(units[r].to(dev), ids[q])
+        return out
 
     return _group_padded(features, weight, unit_rows, config, dev, units)
 
@@ -300,7 +306,11 @@ def _group_padded(features: Tensor, weights: Tensor, unit_rows: Callable[[Tensor
         if n == 0:
             continue
         ids = features[rows, :n].to(dev)
-        res = _run_chunk(unit_rows(rows, ids), weights[rows, :n].to(dev), config)
+        gram = torch.empty(len(rows), n, n, device=dev)
+        for q in range(0, len(rows), GRAM_CHUNK):  # the [B, n, d] directions never exist all at once
+            x = unit_rows(rows[q:q + GRAM_CHUNK], ids[q:q + GRAM_CHUNK])
+            torch.bmm(x, x.transpose(1, 2), out=gram[q:q + GRAM_CHUNK])
+        res = _run_chunk(gram, weights[rows, :n].to(dev), config)
         for key, value in res.items():
             if value.ndim == 2 and key.startswith("labels"):
                 out[key][rows, :n] = value.cpu()

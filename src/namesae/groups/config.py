@@ -20,6 +20,11 @@ SAME_DIRECTION = 1e-5
 SHARE_SLACK = 1e-9
 
 
+# Restarts whose objectives differ by less than this found the same grouping up to round-off: the first of them is
+# kept, so implementations that round differently keep the same run.
+RESTART_TIE = 1e-6
+
+
 @dataclass(frozen=True)
 class GroupConfig:
     """Settings of `namesae groups` (TOML section `[groups]`)."""
@@ -42,8 +47,9 @@ class GroupConfig:
     """Candidates per greedy k-means++ step (0: 2 + floor(ln k_max), as scikit-learn)."""
     seed: int = 0
     """Seed of the k-means++ draws; a fixed seed gives the same groups for an embedding in any batch."""
-    batch_size: int = 128
-    """Embeddings processed together in one batched chunk (bounds memory: ~restarts*k_max^2*n_active^2 floats)."""
+    batch_size: int = 256
+    """Embeddings grouped together in one batch (memory ~ batch_size * n_active * (n_active + restarts * k_max^2)
+    floats; larger batches spread the per-operation overhead)."""
 
     def __post_init__(self) -> None:
         if self.select not in SELECTS:

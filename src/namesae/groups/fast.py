@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from namesae.groups.config import SHARE_SLACK, GroupConfig, init_uniforms
+from namesae.groups.config import RESTART_TIE, SHARE_SLACK, GroupConfig, init_uniforms
 from namesae.groups.reference import ZERO_NORM, gaps
 
 # Moves applied to T per index_add (bounds the gathered source rows: MOVE_CHUNK * n floats).
@@ -214,9 +214,9 @@ def gram_path(gram: Tensor, weights: Tensor, config: GroupConfig) -> GramPath:
         run_norms[:, lo - 2:hi - 1] = runs.norms.view(B, nk, R)
         run_iters[:, lo - 2:hi - 1] = runs.iterations.view(B, nk, R)
 
-    # Keep the best restart of each (embedding, k): highest objective, first restart on ties.
+    # Keep the best restart of each (embedding, k): the first whose objective ties the highest.
     obj = torch.where(runnable, run_norms, -torch.inf) / total.clamp_min(1e-300).view(B, 1, 1)
-    best_r = obj.argmax(2, keepdim=True)  # [B, Kk, 1]
+    best_r = (obj >= obj.max(2, keepdim=True).values - RESTART_TIE).to(torch.int8).argmax(2, keepdim=True)
     kept = run_labels.gather(2, best_r[..., None].expand(B, Kk, 1, n)).squeeze(2)  # [B, Kk, n]
     ok = runnable.any(2)  # [B, Kk]
     kept = torch.where(ok[..., None] & valid[:, None, :], kept, -1)

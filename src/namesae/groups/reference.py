@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from namesae.groups.config import SAME_DIRECTION, SHARE_SLACK, GroupConfig, init_uniforms
+from namesae.groups.config import RESTART_TIE, SAME_DIRECTION, SHARE_SLACK, GroupConfig, init_uniforms
 
 # A centroid sum shorter than this has no direction (its members cancel); its cosines count as 0.
 ZERO_NORM = 1e-10
@@ -75,12 +75,12 @@ def lloyd(units: Tensor, weights: Tensor, centers: list[int], max_iter: int) -> 
     labels = (units @ units[centers].T).argmax(1)
     weighted = weights[:, None].to(units.dtype) * units
     for it in range(max_iter):
-        sums = torch.zeros(k, units.shape[1], dtype=units.dtype).index_add_(0, labels, weighted)
+        sums = _one_hot(labels, k, units.dtype).T @ weighted
         norms = sums.norm(dim=1, keepdim=True)
         centroids = torch.where(norms > ZERO_NORM, sums / norms.clamp_min(ZERO_NORM), torch.zeros_like(sums))
         sims = units @ centroids.T
         # A group that lost all its members stays empty: it has no centroid to attract features.
-        sims[:, torch.bincount(labels, minlength=k) == 0] = -torch.inf
+        sims[:, _one_hot(labels, k, units.dtype).sum(0) == 0] = -torch.inf
         new = sims.argmax(1)
         if torch.equal(new, labels):
             return labels, it
@@ -91,9 +91,15 @@ def lloyd(units: Tensor, weights: Tensor, centers: list[int], max_iter: int) -> 
 def objective_and_shares(units: Tensor, weights: Tensor, labels: Tensor, k: int) -> tuple[float, Tensor]:
     """Weighted mean cosine to the group centroids and the mass share of each of the k groups [k]."""
     w = weights.double()
-    sums = torch.zeros(k, units.shape[1], dtype=torch.float64).index_add_(0, labels, w[:, None] * units.double())
+    member = _one_hot(labels, k, torch.float64)
+    sums = member.T @ (w[:, None] * units.double())
     total = float(w.sum())
-    return float(sums.norm(dim=1).sum()) / total, torch.bincount(labels, weights=w, minlength=k) / total
+    return float(sums.norm(dim=1).sum()) / total, (member.T @ w) / total
+
+
+def _one_hot(labels: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """Membership matrix [n, k] of labels in 0..k-1."""
+    return torch.nn.functional.one_hot(labels, k).to(dtype)
 
 
 def reference_path(units: Tensor, weights: Tensor, config: GroupConfig) -> KPath:
@@ -105,6 +111,7 @@ def reference_path(units: Tensor, weights: Tensor, config: GroupConfig) -> KPath
     min_share = torch.zeros(config.k_max, dtype=torch.float64)
     feasible = torch.zeros(config.k_max, dtype=torch.bool)
     for k in range(1, min(config.k_max, n) + 1):
+        runs = []  # (objective, labels, shares) of each feasible restart
         for r in range(config.restarts if k > 1 else 1):
             if k == 1:
                 run = torch.zeros(n, dtype=torch.int64)
@@ -113,10 +120,11 @@ def reference_path(units: Tensor, weights: Tensor, config: GroupConfig) -> KPath
                 if centers is None:
                     continue
                 run, _ = lloyd(units, weights, centers, config.max_iter)
-            obj, shares = objective_and_shares(units, weights, run, k)
-            if not feasible[k - 1] or obj > objective[k - 1]:
-                labels[k - 1], objective[k - 1], min_share[k - 1] = run, obj, shares.min()
-                feasible[k - 1] = True
+            runs.append((*objective_and_shares(units, weights, run, k), run))
+        if runs:
+            top = max(obj for obj, _, _ in runs)
+            obj, shares, run = next(r for r in runs if r[0] >= top - RESTART_TIE)  # first of the best
+            labels[k - 1], objective[k - 1], min_share[k - 1], feasible[k - 1] = run, obj, shares.min(), True
     return KPath(labels=labels, objective=objective, min_share=min_share, feasible=feasible)
 
 

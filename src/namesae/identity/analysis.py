@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from namesae.errors import ConfigError
-from namesae.features import FeatureLabels, FeatureStats, _factorize, top_k_per_group
+from namesae.features import FeatureLabels, FeatureStats, factorize_names, top_k_per_group
 from namesae.identity.attributes import LadderEmbeddings, attribute_batch
 from namesae.identity.rigidity import MEASURES, pairwise_distance_sample, rigidity_batch
 
@@ -203,7 +203,7 @@ def image_name_rows(store: EmbeddingStore) -> dict[str, np.ndarray]:
     rows = store.select(kind="image")
     if rows.size == 0:
         return {}
-    ids, uniq = _factorize(store.names[rows])
+    ids, uniq = factorize_names(store.names[rows])
     order = np.argsort(ids, kind="stable")
     bounds = np.cumsum(np.bincount(ids, minlength=len(uniq)))[:-1]
     return {name: part for name, part in zip(uniq, np.split(rows[order], bounds))}

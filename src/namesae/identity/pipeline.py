@@ -15,7 +15,7 @@ import numpy as np
 
 from namesae.config import config_to_dict
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.features import (FeatureConfig, FeatureStats, _factorize, compute_feature_stats, labels_from_store,
+from namesae.features import (FeatureConfig, FeatureStats, factorize_names, compute_feature_stats, labels_from_store,
                               same_encoder)
 from namesae.identity.analysis import (FIELDS, IdentityConfig, IdentityRecord, IdentityResult, add_z_scores,
                                        identity_records, image_measures, merge_image_measures)
@@ -35,7 +35,7 @@ def text_means(store: EmbeddingStore, progress: bool = False) -> dict[str, np.nd
     rows = store.select(kind="text")
     if rows.size == 0:
         return {}
-    ids, uniq = _factorize(store.names[rows])
+    ids, uniq = factorize_names(store.names[rows])
     sums = np.zeros((len(uniq), store.dim))
     step = 16384
     for start in tqdm(range(0, rows.size, step), desc="text means", disable=not progress):

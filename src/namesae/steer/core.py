@@ -84,7 +84,10 @@ def steer_embeddings(x: Tensor, edits: Sequence[Edit], encode: Encode, decode: D
 
 
 def sae_functions(sae: Any) -> tuple[Encode, Decode]:
-    """encode / decode closures over a namesae SAE (store units in and out)."""
+    """encode / decode closures over an SAE in store units (a namesae `TrainedSAE`, or anything with the same
+    `encode(x)` / `decode(f)` methods)."""
+    if hasattr(sae, "encode") and hasattr(sae, "decode"):
+        return sae.encode, sae.decode
     from namesae.sae import decode, encode
 
     return (lambda x: encode(sae, x)), (lambda f: decode(sae, f))

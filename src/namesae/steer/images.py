@@ -166,8 +166,8 @@ def write_steer_outputs(out_dir: str | Path, steered: SteeredImages, metadata: M
         [[e] for e in steered.edited]
     grid = write_png(out / "side_by_side.png", image_grid(rows), meta)
     r = steered.result
-    tensors = {"original": r.original.float().contiguous(), "edited": r.embeddings.float().contiguous(),
-               "codes": r.codes.contiguous(), "edited_codes": r.edited_codes.contiguous()}
+    tensors = {"original": r.original, "edited": r.embeddings, "codes": r.codes, "edited_codes": r.edited_codes}
+    tensors = {k: v.detach().float().cpu().clone().contiguous() for k, v in tensors.items()}  # no shared storage
     tmp = out / f".embeddings.safetensors.tmp-{os.getpid()}"
     save_file(tensors, str(tmp))
     os.replace(tmp, out / "embeddings.safetensors")

@@ -1,0 +1,27 @@
+"""SAE training and use on embedding stores, with SAELens as the engine and its on-disk format.
+
+Python API::
+
+    from namesae.sae import TrainConfig, train_sae, load_sae, encode, decode, check_space, encode_store
+    sae = train_sae("runs/world/image.h5", TrainConfig(architecture="topk", k=16, steps=2000), "runs/sae")
+    sae = load_sae("runs/sae")                 # TrainedSAE: .d_in, .d_sae, .space, .architecture, .normalization
+    f = encode(sae, x)                         # x [n, d_in] store units -> torch float32 [n, d_sae] >= 0
+    x_hat = decode(sae, f)                     # [n, d_in] store units
+    sae.decoder_directions()                   # [d_sae, d_in], unit rows
+
+Every SAE folder opens with `sae_lens.SAE.load_from_disk(folder)` and gives the same codes on store rows.
+Modules: `config` (TrainConfig), `data` (filters, split, stream), `fast` (fused TopK-family step), `train`
+(the run: checkpoints, resume, metrics), `state` (resumable state), `metrics`, `model` (TrainedSAE, load/save).
+"""
+
+from namesae.sae.config import ARCHITECTURES, ENGINES, TrainConfig
+from namesae.sae.data import RowSplit, StoreStream, select_rows, split_rows
+from namesae.sae.model import (CodeBlock, TrainedSAE, build_sae_from_weights, check_space, decode, encode,
+                               encode_store, load_sae)
+from namesae.sae.train import RunPlan, build_training_sae, plan_run, train_sae
+
+__all__ = [
+    "ARCHITECTURES", "ENGINES", "CodeBlock", "RowSplit", "RunPlan", "StoreStream", "TrainConfig", "TrainedSAE",
+    "build_sae_from_weights", "build_training_sae", "check_space", "decode", "encode", "encode_store",
+    "load_sae", "plan_run", "select_rows", "split_rows", "train_sae",
+]

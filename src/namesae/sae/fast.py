@@ -1,0 +1,189 @@
+"""The fused training step for the TopK family (TopK, BatchTopK, Matryoshka BatchTopK).
+
+Same maths, parameters, optimizer and bookkeeping as SAELens's `SAETrainer._train_step` on the same
+`TrainingSAE` (the plain step stays available as engine "saelens" and is the reference this one is tested
+against); it differs only in how the work is done. SAELens decodes the dense [batch, d_sae] code matrix and lets
+autograd run dense matmuls backwards: six batch x d_in x d_sae products per step. Here only the encoder forward
+is dense; everything after the top-k selection touches the k active (row, feature) pairs only:
+
+* decode:            x_hat = b_dec + embedding_bag(active features, W_dec, weights = codes)
+* grad of codes:     <dL/dx_hat[row], W_dec[feature]> per pair (embedding_bag's per-sample-weight backward)
+* grad of W_dec:     sparse [d_sae, batch] (codes) @ dL/dx_hat
+* grad of W_enc:     sparse [d_sae, batch] (dL/dpre) @ (x - b_dec), then transposed
+* grad of b_enc, b_dec: index sums and one W_enc @ vector.
+
+The decoder-norm rescaling of SAELens's TopK (`rescale_acts_by_decoder_norm`) selects on pre * |W_dec| and decodes
+with (code / |W_dec|) W_dec; the norms cancel in the decode weights and in the gradients, so the decode weight of
+a pair is relu(pre) and only the selection sees the norms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+FAST_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")
+
+
+@dataclass
+class StepStats:
+    """Numbers of one training step (on the training batch, in training units)."""
+
+    loss: float
+    mse: float
+    l0: float
+    explained_variance: float
+
+
+def _pair_dots(grad: torch.Tensor, weight: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor,
+               rows: torch.Tensor) -> torch.Tensor:
+    """<grad[rows[i]], weight[cols[i]]> for every pair i ([pairs]), without materialising [pairs, d]."""
+    return torch.ops.aten._embedding_bag_per_sample_weights_backward(grad, weight, cols, offsets, rows, 0, -1)
+
+
+def _scatter_rows(cols: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, dense: torch.Tensor,
+                  n_out: int) -> torch.Tensor:
+    """out[j] = sum over pairs i with cols[i] = j of values[i] * dense[rows[i]]  ([n_out, d])."""
+    sparse = torch.sparse_coo_tensor(torch.stack([cols, rows]), values, (n_out, dense.shape[0]),
+                                     check_invariants=False)
+    return torch.sparse.mm(sparse, dense)
+
+
+def _sparse_decode(cols: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor, W_dec: torch.Tensor,
+                   b_dec: torch.Tensor | None) -> torch.Tensor:
+    out = F.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=weights)
+    return out + b_dec if b_dec is not None else out
+
+
+def _offsets(rows: torch.Tensor, batch: int) -> torch.Tensor:
+    """Start of each row's run in a row-sorted pair list ([batch])."""
+    counts = torch.bincount(rows, minlength=batch)
+    return torch.cumsum(counts, 0) - counts
+
+
+class FusedTopKStep:
+    """One SAELens-equivalent training step of a TopK-family TrainingSAE, on the trainer's optimizer and state."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.sae = trainer.sae
+        cfg = self.sae.cfg
+        self.arch = cfg.architecture()
+        if self.arch not in FAST_ARCHITECTURES:
+            raise ValueError(f"no fused step for architecture {self.arch!r}")
+        if not cfg.apply_b_dec_to_input or cfg.normalize_activations != "none":
+            raise ValueError("the fused step needs apply_b_dec_to_input=True and normalize_activations='none'")
+        self.levels = list(cfg.matryoshka_widths[:-1]) if self.arch == "matryoshka_batchtopk" else []
+
+    def _select(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Active pairs as row-sorted (rows, cols, h values, offsets)."""
+        B, S = h.shape
+        k = self.sae.cfg.k
+        if self.arch == "topk":
+            vals, idx = torch.topk(h, int(k), dim=-1, sorted=False)
+            rows = torch.arange(B, device=h.device).repeat_interleave(int(k))
+            return rows, idx.reshape(-1), vals.reshape(-1), torch.arange(0, B * int(k), int(k), device=h.device)
+        flat = h.relu().reshape(-1)
+        top = torch.topk(flat, int(k * B), sorted=False)
+        order = torch.argsort(top.indices)
+        flat_idx = top.indices[order]
+        rows = torch.div(flat_idx, S, rounding_mode="floor")
+        return rows, flat_idx - rows * S, top.values[order], _offsets(rows, B)
+
+    @torch.no_grad()
+    def __call__(self, batch: torch.Tensor, want_stats: bool = False) -> StepStats | None:
+        """Train on one batch ([B, d_in], training units); stats only when asked (they cost a sync)."""
+        tr, sae = self.trainer, self.sae
+        W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
+        x = batch.to(sae.device).to(W_enc.dtype)
+        B, d = x.shape
+        S = sae.cfg.d_sae
+        tr.n_training_samples += B
+        dead = tr.dead_neurons  # before this step's bookkeeping, as in SAELens
+
+        n = W_dec.norm(dim=-1)  # [S]
+        x_c = x - b_dec  # [B, d]
+        h = torch.addmm(b_enc * n, x_c, W_enc * n)  # [B, S] = (x_c @ W_enc + b_enc) * |W_dec|
+        rows, cols, hv, offsets = self._select(h)
+        active = hv > 0
+        a = torch.where(active, hv / n[cols], torch.zeros_like(hv))  # decode weight relu(pre)
+
+        err = _sparse_decode(cols, offsets, a, W_dec, b_dec) - x  # [B, d]
+        mse = err.pow(2).sum(-1).mean()
+        loss = mse
+        G = err * (2.0 / B)
+        da = _pair_dots(G, W_dec, cols, offsets, rows)
+        g_dec = [(cols, rows, a)]  # W_dec gradient pairs against stacked output gradients
+        out_grads = [G]
+        grad_b_dec = G.sum(0)
+        for level, width in enumerate(self.levels, start=1):
+            inside = (cols < width).to(a.dtype)
+            err_w = _sparse_decode(cols, offsets, a * inside, W_dec, b_dec) - x
+            loss = loss + err_w.pow(2).sum(-1).mean()
+            G_w = err_w * (2.0 / B)
+            da = da + _pair_dots(G_w, W_dec, cols, offsets, rows) * inside
+            g_dec.append((cols, rows + level * B, a * inside))
+            out_grads.append(G_w)
+            grad_b_dec += G_w.sum(0)
+        g_pre = [da * active]
+        enc_cols, enc_rows = [cols], [rows]
+
+        num_dead = int(dead.sum())
+        if num_dead and sae.cfg.aux_loss_coefficient:
+            k_aux = min(d // 2, num_dead)
+            scale = min(num_dead / (d // 2), 1.0)
+            dead_idx = dead.nonzero().squeeze(1)
+            tv, ti = torch.topk(h[:, dead_idx], k_aux, dim=-1, sorted=False)
+            acols = dead_idx[ti].reshape(-1)
+            arows = torch.arange(B, device=x.device).repeat_interleave(k_aux)
+            c = tv.reshape(-1) / n[acols]  # = pre, no relu (as SAELens)
+            aoffsets = torch.arange(0, B * k_aux, k_aux, device=x.device)
+            diff = _sparse_decode(acols, aoffsets, c, W_dec, None) + err  # recons - (x - x_hat)
+            coef = sae.cfg.aux_loss_coefficient * scale
+            loss = loss + coef * diff.pow(2).sum(-1).mean()
+            A = diff * (2.0 * coef / B)
+            g_pre.append(_pair_dots(A, W_dec, acols, aoffsets, arows))
+            enc_cols.append(acols)
+            enc_rows.append(arows)
+            g_dec.append((acols, arows + len(out_grads) * B, c))
+            out_grads.append(A)
+
+        if self.arch != "topk":  # BatchTopK threshold: moving average of the smallest positive code
+            if bool(active.any()):
+                lr = sae.cfg.topk_threshold_lr
+                smallest = hv[active].min().to(sae.topk_threshold.dtype)
+                sae.topk_threshold = (1 - lr) * sae.topk_threshold + lr * smallest
+
+        # Bookkeeping of SAETrainer._train_step, from the active pairs.
+        fired = torch.bincount(cols[active], minlength=S)
+        tr.n_forward_passes_since_fired += 1
+        tr.n_forward_passes_since_fired[fired > 0] = 0
+        tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
+        tr.n_frac_active_samples += tr.cfg.train_batch_size_samples
+
+        ecols, erows, egrad = torch.cat(enc_cols), torch.cat(enc_rows), torch.cat(g_pre)
+        grad_b_enc = torch.zeros_like(b_enc).index_add_(0, ecols, egrad)
+        grads = {
+            "W_enc": _scatter_rows(ecols, erows, egrad, x_c, S).t().contiguous(),
+            "b_enc": grad_b_enc,
+            "W_dec": _scatter_rows(torch.cat([p[0] for p in g_dec]), torch.cat([p[1] for p in g_dec]),
+                                   torch.cat([p[2] for p in g_dec]), torch.cat(out_grads), S),
+            "b_dec": grad_b_dec - W_enc @ grad_b_enc,
+        }
+        for name, param in sae.named_parameters():
+            param.grad = grads[name]
+        params = list(sae.parameters())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        tr.optimizer.step()
+        tr.optimizer.zero_grad()
+        tr.lr_scheduler.step()
+        for scheduler in tr.coefficient_schedulers.values():
+            scheduler.step()
+        if not want_stats:
+            return None
+        total = (x - x.mean(0)).pow(2).sum()
+        return StepStats(loss=float(loss), mse=float(mse), l0=float(active.sum()) / B,
+                         explained_variance=float(1 - err.pow(2).sum() / total))

@@ -1,0 +1,146 @@
+"""Resumable training state: tensors in safetensors, scalars in JSON, swapped in atomically (never pickle).
+
+`DIR/state/` holds `tensors.safetensors` (training-unit SAE weights, Adam moments, feature counters, torch RNG)
+and `state.json` (step, samples seen = the data stream's position, optimizer hyper-parameters, learning-rate and
+coefficient scheduler states, progress log, the run's identity). A new state is written to a temporary folder and
+renamed into place, so a kill at any moment leaves either the previous state or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from namesae.errors import NamesaeError
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+STATE_VERSION = 1
+
+
+def _jsonable(value: Any) -> Any:
+    """Scheduler / optimizer state as JSON values (tuples -> lists, 0-d tensors -> numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError("a tensor in a JSON state")
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in the training state")
+
+
+def save_state(run_dir: Path, trainer: Any, extra: dict[str, Any]) -> None:
+    """Save the trainer's full state (SAELens SAETrainer attributes) plus `extra` JSON under run_dir/state/."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in trainer.sae.state_dict().items():
+        tensors[f"sae.{name}"] = value
+    opt = trainer.optimizer.state_dict()
+    for pid, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            tensors[f"optimizer.{pid}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    tensors["trainer.act_freq_scores"] = trainer.act_freq_scores
+    tensors["trainer.n_forward_passes_since_fired"] = trainer.n_forward_passes_since_fired
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {
+        "state_version": STATE_VERSION,
+        "n_training_steps": trainer.n_training_steps,
+        "n_training_samples": trainer.n_training_samples,
+        "n_frac_active_samples": trainer.n_frac_active_samples,
+        "started_fine_tuning": trainer.started_fine_tuning,
+        "optimizer_param_groups": _jsonable(opt["param_groups"]),
+        "optimizer_state_keys": {str(pid): sorted(p) for pid, p in opt["state"].items()},
+        "lr_scheduler": _jsonable(trainer.lr_scheduler.state_dict()),
+        "coefficient_schedulers": {k: _jsonable(s.state_dict()) for k, s in trainer.coefficient_schedulers.items()},
+        **extra,
+    }
+    run_dir = Path(run_dir)
+    tmp = run_dir / f".state.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / "tensors.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+    final = run_dir / STATE_DIR
+    if final.exists():
+        old = run_dir / f".state.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def find_state(run_dir: Path) -> Path | None:
+    """The state folder to resume from: state/, or the previous one if a kill fell between two renames."""
+    run_dir = Path(run_dir)
+    if (run_dir / STATE_DIR / "state.json").is_file():
+        return run_dir / STATE_DIR
+    olds = sorted(p for p in run_dir.glob(".state.old-*") if (p / "state.json").is_file())
+    return olds[-1] if olds else None
+
+
+def read_state_meta(folder: Path) -> dict[str, Any]:
+    """The JSON half of a saved state."""
+    try:
+        meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise NamesaeError(f"{folder}: unreadable training state ({err}); delete it to start over") from None
+    if meta.get("state_version") != STATE_VERSION:
+        raise NamesaeError(f"{folder}: training state version {meta.get('state_version')} is not "
+                           f"{STATE_VERSION}; delete it to start over")
+    return meta
+
+
+def load_state(folder: Path, trainer: Any) -> dict[str, Any]:
+    """Restore a trainer from a saved state; returns the JSON part (with `extra`)."""
+    from safetensors.torch import load_file
+
+    meta = read_state_meta(folder)
+    tensors = load_file(str(folder / "tensors.safetensors"))
+    device = trainer.sae.W_dec.device
+    sae_state = {k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}
+    trainer.sae.load_state_dict(sae_state)
+    if "topk_threshold" in sae_state:  # a buffer SAELens reassigns; keep its saved dtype
+        trainer.sae.topk_threshold = sae_state["topk_threshold"].to(device)
+    opt_state = {int(pid): {key: tensors[f"optimizer.{pid}.{key}"].to(device) if key != "step"
+                            else tensors[f"optimizer.{pid}.{key}"]
+                            for key in keys}
+                 for pid, keys in meta["optimizer_state_keys"].items()}
+    groups = meta["optimizer_param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    trainer.lr_scheduler.load_state_dict(meta["lr_scheduler"])
+    for name, sched_state in meta["coefficient_schedulers"].items():
+        trainer.coefficient_schedulers[name].load_state_dict(sched_state)
+    trainer.act_freq_scores = tensors["trainer.act_freq_scores"].to(device)
+    trainer.n_forward_passes_since_fired = tensors["trainer.n_forward_passes_since_fired"].to(device)
+    trainer.n_training_steps = meta["n_training_steps"]
+    trainer.n_training_samples = meta["n_training_samples"]
+    trainer.n_frac_active_samples = meta["n_frac_active_samples"]
+    trainer.started_fine_tuning = meta["started_fine_tuning"]
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta
+
+
+def clear_state(run_dir: Path) -> None:
+    """Remove the resumable state once the run is finished."""
+    run_dir = Path(run_dir)
+    shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+    for old in run_dir.glob(".state.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
