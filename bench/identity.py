@@ -91,7 +91,7 @@ def dense_baseline(sae_dir: Path, store_path: Path, out: Path, tau_p: float, tau
     sae = load_sae(sae_dir)
     with EmbeddingStore.open(store_path) as store:
         names = store.names.astype(str)
-        uniq, first, ids = np.unique(names, return_index=True, return_inverse=True)
+        uniq, ids = np.unique(names, return_inverse=True)
         n_names, d_sae = len(uniq), int(sae.d_sae)
         mass_nf = np.zeros((n_names, d_sae), dtype=np.float32)
         count_nf = np.zeros((n_names, d_sae), dtype=np.float32)

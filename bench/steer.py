@@ -11,7 +11,8 @@
    Target: steer / bare <= 1.05.
 2. Sharded generation: `namesae generate` on the tiny pipeline, NAMES x 2 templates x N images, as one process
    (1 and 2 intra-op threads) and as `torchrun --nproc_per_node 2` (1 thread each); wall time including start-up
-   and the final merge. Reports the speed-up and checks that the merged rows are identical.
+   and the final merge. Reports the speed-up and checks that the merged rows are identical. Also the generation
+   phase alone: 1 or 2 spawned workers load the models first, then time their slices (max over workers).
 
 Writes bench/results/steer.json. Usage: .venv/bin/python bench/steer.py [--reps 15] [--names 6] [--n 4]
 """
@@ -60,7 +61,7 @@ def steering_overhead(root: Path, reps: int) -> dict:
                                  space=decoder.space)
     encode, decode = sae_functions(sae)
     x = torch.nn.functional.normalize(torch.randn(1, 64, generator=g), dim=1)
-    edits = [ZeroGroup(tuple(range(0, 40))), AddFeature(100, 0.5), ScaleGroup(tuple(range(200, 260)), 2.0)]
+    edits = [ZeroGroup(tuple(range(40))), AddFeature(100, 0.5), ScaleGroup(tuple(range(200, 260)), 2.0)]
     seeds = [0]
     x_edit = steer_images(x, edits, encode, decode, decoder, seeds, originals=False).result.embeddings
     same = np.array_equal(np.asarray(bare_call(decoder, x_edit, seeds)[0]),
@@ -134,6 +135,43 @@ def sharded_generation(root: Path, n_names: int, n: int) -> dict:
     }
 
 
+def _worker(rank: int, world: int, root: str, names: list[str], n: int, barrier, queue) -> None:
+    """One generation worker: load (untimed), wait for the others, then time this rank's slice."""
+    torch.set_num_threads(1)
+    from namesae.encoders import load_encoder
+    from namesae.generate import GenerateConfig, generate_shard, work_list
+
+    decoder = load_decoder("kandinsky22", str(Path(root) / "k22"))
+    encoder = load_encoder("tiny", "seed0")
+    cfg = GenerateConfig(n=n, templates=("a photo of {name}", "{name} as an astronaut"), batch_size=4)
+    work = work_list(names, cfg.templates, n)
+    barrier.wait()
+    t0 = time.perf_counter()
+    generate_shard(decoder, encoder, work, Path(root) / f"workers{world}", cfg, rank, world)
+    queue.put((rank, time.perf_counter() - t0))
+
+
+def worker_generation(root: Path, n_names: int, n: int) -> dict:
+    """Generation time without process start-up: W spawned workers load first, then run their slices together."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    names = [f"Person{i}" for i in range(n_names)]
+    out = {}
+    for world in (1, 2):
+        barrier, queue = ctx.Barrier(world), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(r, world, str(root), names, n, barrier, queue))
+                 for r in range(world)]
+        for p in procs:
+            p.start()
+        times = [queue.get(timeout=1800)[1] for _ in procs]
+        for p in procs:
+            p.join()
+        out[world] = max(times)
+    return {"generation_s": {"1_process": round(out[1], 2), "2_processes": round(out[2], 2)},
+            "speedup_2_vs_1": round(out[1] / out[2], 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
@@ -145,6 +183,7 @@ def main() -> None:
         overhead = steering_overhead(root, args.reps)
         print("steering overhead:", overhead)
         sharding = sharded_generation(root, args.names, args.n)
+        sharding["without_start_up"] = worker_generation(root, args.names, args.n)
         print("sharded generation:", sharding)
     load = os.getloadavg()
     path = save("steer", {"steering_overhead": overhead, "sharded_generation": sharding,

@@ -416,7 +416,7 @@ def test_cli_runs_a_spec_scores_it_and_writes_every_output(small_world, tmp_path
     assert data["points"][0]["d_sae"] == len(world.truth.labels)
     assert data["score"]["no_emergence_compositional"] == 1.0
     assert data["links_available"] == [False, False]  # each checkpoint is its own space
-    assert any("different spaces" in note for note in data["notes"])
+    assert any("different spaces" in note and "ckpt_00 -> ckpt_02" in note for note in data["notes"])
     assert json.loads((out / "score.json").read_text()) == data["score"]
     for name in ("emergence.csv", "curves.csv", "dedication_curves.png", "phase_map.png",
                  "emergence_vs_frequency.png"):
@@ -447,6 +447,17 @@ def test_a_store_of_another_dimension_in_the_series_is_refused_naming_the_point(
         run_emergence(bad, EmergenceConfig(), tmp_path / "out")
 
 
+def test_a_missing_store_is_reported_before_any_training(tmp_path):
+    from namesae.emergence import run_emergence
+    from namesae.errors import StoreError
+
+    spec = tmp_path / "widths.toml"
+    spec.write_text('store = "absent.h5"\nwidths = [8, 32]\n[train]\nsteps = 10\n')
+    with pytest.raises(StoreError, match=r"series point 'w8' \(#0\).*absent\.h5"):
+        run_emergence(load_series(spec), EmergenceConfig(), tmp_path / "out")
+    assert not (tmp_path / "out" / "saes").exists()
+
+
 def test_cli_reports_a_single_point_series_in_one_line(tmp_path):
     import subprocess
     import sys
@@ -459,3 +470,98 @@ def test_cli_reports_a_single_point_series_in_one_line(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("namesae: error:")
     assert "at least 2 points" in run.stderr and str(spec) in run.stderr
+
+
+# ---- trained SAEs -------------------------------------------------------------------------------------------
+@pytest.fixture
+def one_thread():
+    """Tiny SAEs train faster on one thread (and do not fight other tests for the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cluster_store(path: Path, seed: int = 0) -> None:
+    """8 clusters (±4 orthogonal directions, so the data has zero mean) of 3 compositional names each; 'Weak
+    Identity' sits in cluster +0, offset by 0.5 along its own direction (its rows are 89% its cluster's)."""
+    from namesae.store import write_store
+
+    rng = np.random.default_rng(seed)
+    d = 24
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    rows, names = [], []
+    for k in range(8):
+        centre = (1 if k % 2 == 0 else -1) * q[:, k // 2]
+        for j in range(3):
+            rows += [centre + 0.1 * rng.normal(size=d) / np.sqrt(d) for _ in range(12)]
+            names += [f"Cluster{k} Name{j}"] * 12
+    rows += [q[:, 0] + 0.5 * q[:, 4] + 0.1 * rng.normal(size=d) / np.sqrt(d) for _ in range(12)]
+    names += ["Weak Identity"] * 12
+    x = np.stack(rows)
+    write_store(path, x / np.linalg.norm(x, axis=1, keepdims=True), names, [f"p{i % 4}" for i in range(len(names))],
+                "text", space="planted:clusters:text", normalized=True)
+
+
+def test_weak_identity_is_shared_at_small_widths_and_splits_off_at_large_ones(tmp_path, one_thread):
+    from namesae.emergence import run_emergence
+
+    _cluster_store(tmp_path / "s.h5")
+    spec = tmp_path / "widths.toml"
+    spec.write_text('store = "s.h5"\nwidths = [8, 32]\n[train]\narchitecture = "topk"\nk = 1\nsteps = 300\n'
+                    'batch_size = 300\nholdout_fraction = 0.0\nlr = 0.003\n')
+    result = run_emergence(load_series(spec), EmergenceConfig(), tmp_path / "out")
+    weak = result.by_name()["Weak Identity"]
+    assert result.axis == "width" and result.values == [8.0, 32.0]
+    assert weak.dedicated == [False, True] and weak.emergence_index == 1
+    assert weak.dedication[0] < 0.25 < 0.8 < weak.dedication[1]  # shared with its 5 cluster mates, then its own
+    link = weak.links[1]
+    assert link["split"] and link["identity"] and link["parent_is_previous_feature"]
+    assert link["parent_cosine"] > 0.8 and link["parent_n_names"] == 4
+    assert link["parent_precision"] == pytest.approx(weak.dedication[0])
+    assert link["siblings"], "the shared cluster feature lives on beside the name's own"
+    others = [n for n in result.names if n.name != "Weak Identity"]
+    assert not any(any(n.dedicated) for n in others)  # compositional names never gain a feature
+    assert result.links_available == [True]
+    rows = json.loads((write_emergence(result, tmp_path / "out", plots=False)["json"]).read_text())
+    assert any(link and link["split"] for n in rows["names"] for link in n["links"])
+
+
+@pytest.mark.slow
+def test_trained_saes_find_planted_onsets_on_the_synthetic_progression(small_world, tmp_path, one_thread):
+    """One small TopK SAE trained per checkpoint: the demo's targets on a small world."""
+    from namesae.emergence import run_emergence, synth_world_series
+
+    world, root = small_world
+    train = {"architecture": "topk", "k": 12, "d_sae": 128, "steps": 400, "batch_size": 256, "lr": 0.003}
+    result = run_emergence(synth_world_series(root, train), EmergenceConfig(), tmp_path / "out")
+    score = score_emergence(result, root)
+    assert score["n_dedicated"] == 12 and score["n_compositional"] == 48
+    assert score["emergence_within_1"] >= 0.9, score
+    assert score["no_emergence_compositional"] >= 0.95, score
+    assert score["phase_agreement"] >= 0.8, score
+
+
+def test_change_point_is_reported_only_for_a_real_step():
+    cfg = EmergenceConfig()
+    points = []
+    # "step" gains its own feature at point 2; "flat" shares feature 0 with "step" at every point.
+    for i, own in enumerate((False, False, True, True)):
+        plan = {"step": [[1]] * 2 if own else [[0]] * 2, "flat": [[0]] * 2, "other": [[0]] * 2}
+        grouped = grouped_stats_from_codes(*_codes_for(plan, 2))
+        points.append(measure_point(i, f"p{i}", float(i + 1), grouped, _inputs(grouped.names), cfg))
+    result = assemble(points, [None] * 4, "step", cfg).by_name()
+    assert result["step"].change.index == 2 and result["step"].change_value == 3.0
+    assert result["step"].change.jump == pytest.approx(1.0 - 1 / 3)
+    # "flat" moves from 1/3 to 1/2 when "step" leaves feature 0: a step of 0.17 explains all its variation
+    # (gain 1) and is reported; with a higher jump threshold it is not.
+    assert result["flat"].change.gain == pytest.approx(1.0)
+    assert result["flat"].change.index == 2
+    strict = assemble(points, [None] * 4, "step", EmergenceConfig(min_change_jump=0.2)).by_name()
+    assert strict["flat"].change.index is None and strict["step"].change.index == 2
+
+
+def test_an_sae_that_never_fires_leaves_every_name_undedicated():
+    grouped = grouped_stats_from_codes(np.zeros((6, 3), np.float32), ["a", "a", "b", "b", "c", "c"], ["p"] * 6)
+    feats = name_features(grouped, 0.8, 0.5)
+    assert not feats.dedicated.any() and (feats.dedication == 0).all() and (feats.best_feature == -1).all()

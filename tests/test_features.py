@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from types import SimpleNamespace
 
@@ -9,8 +10,15 @@ import numpy as np
 import pytest
 
 from namesae.errors import ConfigError, SpaceMismatchError
-from namesae.features import (FeatureAccumulator, FeatureConfig, check_space, check_vocab_space,
-                              feature_stats_from_codes, top_k_per_group, zero_shot_labels)
+from namesae.features import (
+    FeatureAccumulator,
+    FeatureConfig,
+    check_space,
+    check_vocab_space,
+    feature_stats_from_codes,
+    top_k_per_group,
+    zero_shot_labels,
+)
 from namesae.identity.reference import dense_mass_count, dense_precision_recall
 from namesae.store import EmbeddingStore, write_store
 
@@ -139,3 +147,32 @@ def test_bad_feature_config_is_refused():
         FeatureConfig(kind="audio")
     with pytest.raises(ConfigError, match="top_rows"):
         FeatureConfig(top_rows=-1)
+
+
+def test_features_cli_writes_stats_labels_and_top_names(tmp_path, monkeypatch, capsys):
+    from namesae.cli import main
+    from namesae.sae import build_sae_from_weights
+
+    # Two unit directions; "ann" rows hold the first, "bob" rows the second, "cy" rows both.
+    x = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0.6, 0.8, 0]], dtype=np.float32)
+    names = ["ann", "ann", "bob", "bob", "cy"]
+    store = write_store(tmp_path / "img.h5", x, names, ["p"] * 5, "image", "toy:enc:image")
+    vocab = write_store(tmp_path / "vocab.h5", np.array([[1, 0, 0.1], [0, 1, 0.1]]), ["red", "blue"],
+                        ["a red thing", "a blue thing"], "text", "toy:enc:text")
+    w = np.eye(3, dtype=np.float32)[:2]
+    build_sae_from_weights(w.T, np.zeros(2), w, np.zeros(3), space="toy:enc:image", out_dir=tmp_path / "sae")
+    monkeypatch.setattr("sys.argv", ["namesae", "features", "--sae", str(tmp_path / "sae"), "--store", str(store),
+                                     "--vocab", str(vocab), "--out", str(tmp_path / "out"), "--no-progress"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0
+    assert f"wrote {tmp_path / 'out' / 'features.json'}" in capsys.readouterr().out
+    feats = json.loads((tmp_path / "out" / "features.json").read_text())["features"]
+    red, blue = feats
+    assert red["label"] == "red" and blue["label"] == "blue"
+    assert red["frequency"] == pytest.approx(3 / 5) and red["max_activation"] == pytest.approx(1.0)
+    assert red["mass"] == pytest.approx(2.6)
+    assert [(n["name"], round(n["precision"], 4)) for n in red["top_names"]] == [("ann", round(2 / 2.6, 4)),
+                                                                                ("cy", round(0.6 / 2.6, 4))]
+    assert [r["name"] for r in blue["top_rows"]] == ["bob", "bob", "cy"]
+    assert (tmp_path / "out" / "features.csv").read_text().startswith("feature,frequency")

@@ -11,12 +11,31 @@ import torch
 
 from namesae.config import config_from_dict
 from namesae.errors import ConfigError, NamesaeError
-from namesae.groups import (GroupConfig, adjusted_rand_index, gram_path, group_codes, group_sets, join_similar,
-                            name_groups, planted_concepts, reference_grouping, reference_path,
-                            score_groups_on_planted)
+from namesae.groups import (
+    GroupConfig,
+    adjusted_rand_index,
+    gram_path,
+    group_codes,
+    group_sets,
+    join_similar,
+    name_groups,
+    planted_concepts,
+    reference_grouping,
+    reference_path,
+    score_groups_on_planted,
+)
 from namesae.groups.config import init_uniforms
 from namesae.groups.name import pair_agreement
 from namesae.groups.reference import kmeanspp_centers, lloyd, objective_and_shares
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are small: one thread avoids OpenMP hand-offs that crawl on a shared, busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def padded(cases: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +50,7 @@ def padded(cases: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_fast_gram_path_matches_the_reference_run_for_run():
     config = GroupConfig(k_max=8, restarts=2, seed=7)
-    cases = [planted_concepts(c, n, 24, seed=s) for s, (c, n) in enumerate([(1, 30), (3, 50), (5, 36)])]
+    cases = [planted_concepts(c, n, 24, seed=s) for s, (c, n) in enumerate([(1, 30), (3, 70), (5, 36)])]  # 70 >= 64: half Gram
     gram, weights = padded(cases)
     fast = gram_path(gram, weights, config)
     for i, p in enumerate(cases):
@@ -194,6 +213,19 @@ def test_bad_config_values_are_refused(field, value, message):
         config_from_dict(GroupConfig, {"k": 3}, "groups.toml [groups]")
 
 
+def test_a_padded_batch_groups_like_a_list_of_sets():
+    p = [planted_concepts(c, 40, 16, seed=s) for s, c in enumerate([2, 3, 4])]
+    directions = torch.stack([q.directions for q in p])
+    weights = torch.stack([q.weights for q in p])
+    weights[1, 5] = 0.0  # an inactive feature inside a set
+    padded_batch = group_sets(directions, weights)
+    listed = group_sets(list(directions), list(weights))
+    assert torch.equal(padded_batch.features, listed.features)
+    assert torch.equal(padded_batch.labels_mass, listed.labels_mass)
+    assert all(5 not in g.features for g in padded_batch.grouping(1).groups)
+    assert padded_batch.grouping(1).to_dict() == listed.grouping(1).to_dict()
+
+
 def test_a_row_has_the_same_groups_alone_and_in_a_batch():
     p = [planted_concepts(c, n, 24, seed=s) for s, (c, n) in enumerate([(3, 50), (2, 80), (4, 30)])]
     directions = torch.cat([q.directions for q in p])  # one dictionary; each row uses its own block
@@ -212,7 +244,7 @@ def test_group_fields_follow_their_definitions_and_labels_vote_by_mass():
     p = planted_concepts(3, 60, 16, seed=4)
     scale = torch.linspace(0.5, 2.0, 60)[:, None]  # decoder norms != 1: weights are f_j * |d_j|
     codes = p.weights[None] / scale[:, 0][None]
-    labels = {j: ("concept %d" % int(p.labels[j]), 0.5) for j in range(60) if j % 3}
+    labels = {j: (f"concept {int(p.labels[j])}", 0.5) for j in range(60) if j % 3}
     g = group_codes(codes, p.directions * scale, GroupConfig(select="concepts")).grouping(0, labels=labels)
     assert g.k == 3 and sum(x.mass_share for x in g.groups) == pytest.approx(1.0)
     units = p.directions.double()
@@ -224,7 +256,7 @@ def test_group_fields_follow_their_definitions_and_labels_vote_by_mass():
         centroid = torch.as_tensor(grp.centroid, dtype=torch.float64)
         assert float(centroid.norm()) == pytest.approx(1.0, abs=1e-6)
         assert grp.coherence == pytest.approx(float((w * (units[ids] @ centroid)).sum() / w.sum()), abs=1e-5)
-        assert grp.label == "concept %d" % int(p.labels[ids[0]])
+        assert grp.label == f"concept {int(p.labels[ids[0]])}"
         has_label = torch.tensor([int(j) % 3 != 0 for j in ids])
         assert grp.label_share == pytest.approx(float(w[has_label].sum() / w.sum()), abs=1e-6)
         assert grp.label_score == pytest.approx(0.5)
@@ -322,3 +354,18 @@ def test_cli_refuses_bad_input_with_one_line(sae_and_store, monkeypatch, capsys,
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("namesae: error:") and message in err[0]
+
+
+def test_cli_reads_labels_from_features_json_or_a_mapping(tmp_path):
+    from namesae.cli.groups import load_labels
+
+    features = tmp_path / "features.json"
+    features.write_text(json.dumps({"features": [{"feature": 3, "label": "beard", "label_cosine": 0.3},
+                                                 {"feature": 4, "label": None}]}))
+    assert load_labels(features) == {3: ("beard", 0.3)}
+    mapping = tmp_path / "labels.json"
+    mapping.write_text(json.dumps({"7": "smile", "9": ["hat", 0.2]}))
+    assert load_labels(mapping) == {7: "smile", 9: ("hat", 0.2)}
+    mapping.write_text(json.dumps({"seven": "smile"}))
+    with pytest.raises(ConfigError, match="key 'seven' is not a feature id"):
+        load_labels(mapping)

@@ -13,11 +13,27 @@ import torch
 
 from namesae.errors import ConfigError
 from namesae.features import feature_stats_from_codes
-from namesae.identity import (FIELDS, IdentityConfig, add_z_scores, attribute_batch, identity_records,
-                              image_measures, load_ladders, nnls_cosine, rigidity_batch, run_identity,
-                              score_identity, write_identity)
+from namesae.identity import (
+    FIELDS,
+    IdentityConfig,
+    add_z_scores,
+    attribute_batch,
+    identity_records,
+    image_measures,
+    load_ladders,
+    nnls_cosine,
+    rigidity_batch,
+    run_identity,
+    score_identity,
+    write_identity,
+)
 from namesae.identity.attributes import Ladder, LadderEmbeddings
-from namesae.identity.reference import dense_identity, dense_mass_count, dense_precision_recall, rigidity_reference
+from namesae.identity.reference import (
+    dense_identity,
+    dense_mass_count,
+    dense_precision_recall,
+    rigidity_reference,
+)
 from namesae.store import EmbeddingStore, write_store
 
 EPS = 1e-3
@@ -252,4 +268,91 @@ def test_score_identity_counts_detections_and_ranks_rigidity():
                                                                          "rigidity": 1}]}
     score = score_identity(records, truth)
     assert score["precision"] == pytest.approx(0.5) and score["recall"] == pytest.approx(0.5)
+    # dedication is missing here, so every name ties at 0: AUC 1/2; a dedication that orders them right: 1.
+    assert score["dedication_auc"] == pytest.approx(0.5)
+    for rec, value in zip(records, (0.9, 0.2, 0.5, 0.1)):
+        rec["dedication"] = value
+    assert score_identity(records, truth)["dedication_auc"] == pytest.approx(1.0)
     assert score["rigidity_spearman"] == pytest.approx(0.8)  # ranks (4, 2, 3, 1) vs (4, 3, 2, 1): 1 - 6·2/60
+
+
+# ---- the planted world ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The default synthetic world and an oracle SAE whose dictionary is the planted directions: it isolates the
+    identity analysis from SAE training (a trained SAE is scored in test_trained_sae_finds_dedicated_names)."""
+    from namesae.sae import build_sae_from_weights
+    from namesae.synth import SynthConfig, build_world, load_truth, write_world
+
+    root = tmp_path_factory.mktemp("planted")
+    world = build_world(SynthConfig(seed=0, progression=False))
+    paths = write_world(world, root / "world")
+    truth = load_truth(paths.root)
+    directions = world.truth.directions.astype(np.float32)
+    # Threshold 0.1: above what noise and identity coherence put on a direction a row does not hold.
+    build_sae_from_weights(directions.T, np.full(len(directions), -0.1), directions, np.zeros(directions.shape[1]),
+                           space=truth["spaces"]["image"], architecture="standard", out_dir=root / "sae")
+    prior = [r["name"] for r in truth["names"] if r["low_bias"]]
+    (root / "prior.txt").write_text("\n".join(prior + ["Nobody Atall"]) + "\n")
+    return root, paths, truth
+
+
+def test_dedicated_names_are_found_in_planted_world(planted, monkeypatch, capsys):
+    from namesae.cli import main
+
+    root, paths, truth = planted
+    monkeypatch.setattr("sys.argv", ["namesae", "identity", "--sae", str(root / "sae"), "--store", str(paths.image),
+                                     "--text-store", str(paths.text), "--vocab", str(paths.vocab), "--prior-names",
+                                     str(root / "prior.txt"), "--out", str(root / "out"), "--no-progress"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out = capsys.readouterr().out
+    assert info.value.code == 0, out
+    assert f"wrote {root / 'out' / 'identity.json'}" in out
+    data = json.loads((root / "out" / "identity.json").read_text())
+    score = score_identity(data["names"], truth)
+    assert score["precision"] >= 0.9 and score["recall"] >= 0.9, score
+    # Rigidity (high = varies little) ranks like the planted one; spread measures rank the other way.
+    assert score["rigidity_spearman"] >= 0.8, score
+    assert score["rigidity_spearman_by_measure"]["dse"] <= -0.8
+    by_truth = {t["name"]: t for t in truth["names"]}
+    full = [r for r in data["names"] if by_truth[r["name"]]["kind"] == "full"]
+    # Dedicated full names depart from their parts; compositional ones are their parts.
+    dedicated_pc = np.median([r["part_composition"] for r in full if by_truth[r["name"]]["dedicated"]])
+    compositional_pc = np.median([r["part_composition"] for r in full if not by_truth[r["name"]]["dedicated"]])
+    assert dedicated_pc < compositional_pc - 0.1
+    # Gender read off the ladders agrees with the planted look of most names.
+    genders = [(r["attributes"]["gender"]["mode"], by_truth[r["name"]]["attribute_anchor"]["gender"])
+               for r in data["names"]]
+    assert np.mean([{"man": "male", "woman": "female"}[a] == b for a, b in genders]) >= 0.9
+    assert data["prior_names"] and "Nobody Atall" not in data["prior_names"]
+    assert "z_trace" in data["names"][0] and data["names"][0]["z_trace"] is not None
+
+
+def test_features_are_labelled_with_their_planted_direction(planted):
+    from namesae.features import compute_feature_stats, labels_from_store
+    from namesae.sae import load_sae
+
+    root, paths, truth = planted
+    sae = load_sae(root / "sae")
+    with EmbeddingStore.open(paths.image) as store, EmbeddingStore.open(paths.vocab) as vocab:
+        stats = compute_feature_stats(sae, store)
+        labels = labels_from_store(sae, vocab)
+    planted_labels = [d["label"] for d in truth["directions"]]
+    shared = [j for j, d in enumerate(truth["directions"]) if d["kind"] == "attribute"]
+    assert np.mean([labels.label[j] == planted_labels[j] for j in shared]) >= 0.9
+    assert np.median(labels.margin[shared]) > 0.05
+    assert stats.frequency[0] == pytest.approx(1.0)  # base:person fires on every row
+
+
+def test_identity_cli_refuses_a_store_in_another_space(planted, monkeypatch, capsys):
+    from namesae.cli import main
+
+    root, paths, _ = planted
+    monkeypatch.setattr("sys.argv", ["namesae", "identity", "--sae", str(root / "sae"), "--store", str(paths.text),
+                                     "--out", str(root / "bad"), "--no-progress"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("namesae: error: ") and "space" in err[0] and "text.h5" in err[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -214,8 +213,8 @@ def test_zeroing_identity_features_moves_dedicated_names_to_their_parts():
     world = build_world(SynthConfig(seed=0, progression=False))
     truth, rows = world.truth, world.stores["image"]
     directions = torch.tensor(truth.directions, dtype=torch.float32)  # an oracle dictionary: the planted directions
-    encode = lambda x: torch.relu(x @ directions.T)  # noqa: E731
-    decode = lambda f: f @ directions  # noqa: E731
+    encode = lambda x: torch.relu(x @ directions.T)
+    decode = lambda f: f @ directions
     names = np.asarray(rows.names)
     dedicated = [r for r in truth.names if r.dedicated]
     by_name = {r.name: torch.tensor(rows.embeddings[names == r.name]) for r in dedicated}
@@ -234,6 +233,24 @@ def test_zeroing_identity_features_moves_dedicated_names_to_their_parts():
     style = truth.index()["style:painting"]
     control = identity_ablation_scores(by_name, {n: [style] for n in identity}, predictions, encode, decode)
     assert control.share_moved <= 0.1
+
+
+def test_world_ablation_score_reads_the_worlds_store_through_a_namesae_sae(tmp_path):
+    from namesae.sae import build_sae_from_weights
+    from namesae.steer import score_world_ablation
+    from namesae.synth import SynthConfig, build_world, write_world
+
+    world = build_world(SynthConfig(seed=0, progression=False))
+    write_world(world, tmp_path / "world")
+    directions = torch.tensor(world.truth.directions, dtype=torch.float32)
+    oracle = build_sae_from_weights(directions.T.clone(), torch.zeros(len(directions)), directions,
+                                    torch.zeros(directions.shape[1]), space="synth:0:image")
+    dedicated = {r.name: [r.identity_direction] for r in world.truth.names if r.dedicated and r.phase == 3}
+    summary = score_world_ablation(oracle, tmp_path / "world", dedicated)
+    assert len(summary.scores) == len(dedicated) == 24
+    assert summary.share_moved >= 0.75 and summary.to_dict()["per_name"][0]["rows"] == 16
+    with pytest.raises(NamesaeError, match="have no rows in the store"):
+        score_world_ablation(oracle, tmp_path / "world", {"Nobody Here": [1]})
 
 
 # ---- decoders -------------------------------------------------------------------------------------------------------
@@ -424,7 +441,7 @@ def test_steer_cli_refuses_an_sae_of_another_space_and_builds_a_tiny_decoder_in_
                            str(tmp_path / "x"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "lives in space 'synth:0:image'" in err and "expects 'open_clip:tiny:seed0:image'" in err
-    code, out, err = run_cli(monkeypatch, capsys, *args, "--model", f"tiny:{tmp_path / 'synth-sd'}", "--out",
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--model", f"tiny:{tmp_path / 'synth-sd'}", "--out",
                              str(tmp_path / "y"))
     assert code == 0, err
     assert json.loads((tmp_path / "synth-sd" / "namesae_decoder.json").read_text())["space"] == "synth:0:image"

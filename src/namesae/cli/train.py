@@ -48,7 +48,7 @@ def train(
     store: Path = typer.Option(..., "--store", help="Embedding store (HDF5) to train on."),
     out: Path = typer.Option(..., "--out", help="Run folder: the final SAE (SAELens cfg.json + "
                              "sae_weights.safetensors, namesae.json, metrics.json), checkpoints/step_XXXXXX/, state/."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [train] section sets TrainConfig "
+    config: Path = typer.Option(None, "--config", help="TOML file; its \\[train] section sets TrainConfig "
                                 "(architecture, d_sae, k, lr, steps, ...). Default: a TopK SAE at 8x width."),
     set_: list[str] = typer.Option([], "--set", help="Override one TrainConfig field, e.g. --set k=16 "
                                    "--set engine=saelens (repeatable; values in TOML syntax)."),
@@ -65,8 +65,12 @@ def train(
 
     sae = train_sae(store, cfg, out, progress=progress, overwrite=overwrite)
     m = sae.metrics or {}
+
+    def num(key: str, digits: int) -> str:
+        value = m.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
     typer.echo(f"train: {sae.architecture} SAE, d_in {sae.d_in}, d_sae {sae.d_sae}, step {sae.step}; "
-               f"{m.get('split', 'heldout')} rows {m.get('rows')}: explained variance "
-               f"{m.get('explained_variance', float('nan')):.4f}, mean L0 {m.get('mean_l0', float('nan')):.2f}, "
-               f"dead {m.get('dead_fraction', float('nan')):.3f}, dense {m.get('dense_fraction', float('nan')):.3f}")
+               f"{m.get('split', 'heldout')} rows {m.get('rows')}: explained variance {num('explained_variance', 4)}, "
+               f"mean L0 {num('mean_l0', 2)}, dead {num('dead_fraction', 3)}, dense {num('dense_fraction', 3)}")
     typer.echo(f"wrote {out} (metrics: {out / 'metrics.json'})")

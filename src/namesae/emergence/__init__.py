@@ -51,20 +51,22 @@ from namesae.emergence.measures import (
                                       relative_attribute_std,
                                       scenario_measures,
 )
-from namesae.emergence.pipeline import curve_rows, ensure_sae, family_rows, run_emergence, write_emergence
+from namesae.emergence.pipeline import (check_series, curve_rows, ensure_sae, family_rows, run_emergence,
+                                        write_emergence)
 from namesae.emergence.plots import plot_dedication_curves, plot_emergence_vs_frequency, plot_phase_map
 from namesae.emergence.result import EmergenceResult, NameSeries, PointMeasurement, assemble, measure_point
 from namesae.emergence.score import TARGETS, expected_phase, score_emergence, write_score
-from namesae.emergence.series import Series, SeriesPoint, load_frequencies, load_series, series_from_dict
+from namesae.emergence.series import (Series, SeriesPoint, load_frequencies, load_series, series_from_dict,
+                                      synth_world_series)
 
 __all__ = [
     "PHASE_MEASURES", "TARGETS", "ChangePoint", "EmergenceConfig", "EmergenceResult", "GroupedStats",
     "NameFeatures", "NameSeries", "Parents", "PhaseConfig", "PhaseDecision", "PhaseInputs", "PointMeasurement",
-    "ScenarioMeasures", "Series", "SeriesPoint", "assemble", "change_point", "change_point_reference", "children",
+    "ScenarioMeasures", "Series", "SeriesPoint", "assemble", "change_point", "check_series", "change_point_reference", "children",
     "collapse_groups", "curve_rows", "decide_phase", "emergence_config_from_dict", "emergence_config_to_dict",
     "emergence_index", "ensure_sae", "expected_phase", "family_rows", "grouped_stats", "grouped_stats_from_codes",
     "load_emergence_config", "load_frequencies", "load_series", "measure_point", "name_features", "name_links",
     "parents", "phase_inputs", "plot_dedication_curves", "plot_emergence_vs_frequency", "plot_phase_map",
     "relative_attribute_std", "run_emergence", "scenario_measures", "score_emergence", "series_from_dict",
-    "unit_rows", "write_emergence", "write_score",
+    "synth_world_series", "unit_rows", "write_emergence", "write_score",
 ]

@@ -87,6 +87,9 @@ class EmergenceConfig:
     min_change_gain: float = 0.5
     """A dedication curve's change point is reported only if the two-segment step fit removes at least this
     share of the curve's squared deviation from its mean (1 - SSE_split / SSE_total)."""
+    min_change_jump: float = 0.1
+    """A change point is reported only if |mean after - mean before| of the dedication curve is at least this
+    (a flat, noisy curve can have a step that explains much of its tiny variation)."""
     mixed_dims: bool = False
     """Allow points of different embedding dimension (e.g. models of different sizes). Dedication is measured
     within each point; family links are skipped between points that differ. Off: such a series is refused."""
@@ -106,7 +109,7 @@ class EmergenceConfig:
     """Thresholds of the phase rule (`[emergence.phases]`)."""
 
     def __post_init__(self) -> None:
-        _unit_interval(self, "tau_p", "tau_r", "link_min_cosine", "min_change_gain")
+        _unit_interval(self, "tau_p", "tau_r", "link_min_cosine", "min_change_gain", "min_change_jump")
         if self.kind not in (None, "text", "image"):
             raise ConfigError(f"kind must be 'text', 'image' or unset, got {self.kind!r}")
         if not isinstance(self.mixed_dims, bool):

@@ -71,7 +71,8 @@ def collapse_groups(groups: FeatureStats, group_name: np.ndarray, names: Sequenc
     n = len(names)
     keys = groups.pair_feature * n + group_name[groups.pair_name]
     uniq, inverse = np.unique(keys, return_inverse=True)
-    mass = np.bincount(inverse, weights=groups.pair_mass, minlength=uniq.size)
+    # astype: bincount of an empty input (no feature ever fires) returns int64 even with weights.
+    mass = np.bincount(inverse, weights=groups.pair_mass, minlength=uniq.size).astype(np.float64)
     count = np.bincount(inverse, weights=groups.pair_count, minlength=uniq.size).astype(np.int64)
     name_rows = np.bincount(group_name, weights=groups.name_rows, minlength=n).astype(np.int64)
     return FeatureStats(

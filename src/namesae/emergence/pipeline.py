@@ -84,51 +84,71 @@ def _frequencies(series: Series, given: Mapping[str, float] | None) -> dict[str,
     return {}
 
 
+def _open(stack: ExitStack, path: Path | None, where: str) -> Any:
+    """An opened store (closed with the stack), errors prefixed with the series point; None for no path."""
+    from namesae.store import EmbeddingStore
+
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(EmbeddingStore.open(path))
+    except NamesaeError as err:
+        raise type(err)(f"{where}: {err}") from None
+
+
+def check_series(series: Series, config: EmergenceConfig) -> list[int]:
+    """Open every point's stores before any training: each must exist, its text store and vocabulary must come
+    from its encoder, and all points must share one dimension unless mixed_dims. Returns each point's dim."""
+    from namesae.features import same_encoder
+
+    dims: list[int] = []
+    for i, point in enumerate(series.points):
+        where = f"series point '{point.label}' (#{i})"
+        if point.sae is not None and not Path(point.sae).is_dir():
+            raise NamesaeError(f"{where}: SAE folder {point.sae} not found")
+        with ExitStack() as stack:
+            store = _open(stack, point.store, where)
+            for extra in (_open(stack, point.text_store, where), _open(stack, point.vocab, where)):
+                if extra is not None and (extra.dim != store.dim or not same_encoder(extra.space, store.space)):
+                    raise SpaceMismatchError(f"{where}: {extra.path}: space {extra.space!r} (dim {extra.dim}) is not "
+                                             f"the encoder of {store.path} ({store.space!r}, dim {store.dim})")
+            if dims and store.dim != dims[0] and not config.mixed_dims:
+                raise SpaceMismatchError(
+                    f"{where}: store {store.path} has dim {store.dim} but point '{series.points[0].label}' has dim "
+                    f"{dims[0]}; a series normally stays in one embedding size — set mixed_dims = true in "
+                    "[emergence] to compare models of different sizes (dedication is measured within each point)")
+            dims.append(store.dim)
+    return dims
+
+
 def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir: str | Path = ".",
                   frequencies: Mapping[str, float] | None = None, progress: bool = False) -> EmergenceResult:
     """Measure dedication and phases of every name at every point of the series; SAEs trained under out_dir/saes."""
     from tqdm.auto import tqdm
 
-    from namesae.features import check_space, same_encoder
+    from namesae.features import check_space
     from namesae.identity import load_prior_names
     from namesae.sae import load_sae
-    from namesae.store import EmbeddingStore
 
     config = config or EmergenceConfig()
     out = Path(out_dir)
+    check_series(series, config)
     prior = load_prior_names(series.prior_names) if series.prior_names is not None else []
     points: list[PointMeasurement] = []
     links: list[dict[str, Any] | None] = []
-    notes: list[str] = []
     prev: dict[str, Any] | None = None
+    unlinked: list[str] = []
     for i, point in enumerate(tqdm(series.points, desc="emergence", unit="point", disable=not progress)):
         where = f"series point '{point.label}' (#{i})"
         sae_dir = ensure_sae(point, series, out, progress)
         sae = load_sae(sae_dir)
         with ExitStack() as stack:
-            def opened(path: Path | None, where: str = where) -> EmbeddingStore | None:
-                if path is None:
-                    return None
-                try:
-                    return stack.enter_context(EmbeddingStore.open(path))
-                except NamesaeError as err:
-                    raise type(err)(f"{where}: {err}") from None
-
-            store, text, vocab = opened(point.store), opened(point.text_store), opened(point.vocab)
+            store, text, vocab = (_open(stack, p, where) for p in (point.store, point.text_store, point.vocab))
             try:
                 check_space(sae, store)
-                for extra in (text, vocab):
-                    if extra is not None and (extra.dim != store.dim or not same_encoder(extra.space, store.space)):
-                        raise SpaceMismatchError(f"{extra.path}: space {extra.space!r} (dim {extra.dim}) is not "
-                                                 f"the encoder of {store.path} ({store.space!r}, dim {store.dim})")
             except SpaceMismatchError as err:
                 raise SpaceMismatchError(f"{where}: {err}") from None
-            if prev is not None and prev["dim"] != store.dim and not config.mixed_dims:
-                raise SpaceMismatchError(
-                    f"{where}: store {store.path} has dim {store.dim} but point '{prev['label']}' has dim "
-                    f"{prev['dim']}; a series normally stays in one embedding size — set mixed_dims = true in "
-                    "[emergence] to compare models of different sizes (dedication is measured within each point)")
-            grouped = grouped_stats(sae, store, config.kind, config.batch_rows, progress=False)
+            grouped = grouped_stats(sae, store, config.kind, config.batch_rows, progress=progress)
             inputs = phase_inputs(store, text, [s for s in (vocab, text) if s is not None], grouped.names, prior,
                                   config.ladder_scale, config.template_name)
             info = {"store": str(point.store), "sae": str(sae_dir), "text_store": _str(point.text_store),
@@ -144,13 +164,16 @@ def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir
                 link = name_links(prev["features"], prev["stats"], prev["directions"], measured.features,
                                   directions, config.tau_p, config.link_min_cosine)
             else:
-                notes.append(f"no family links {prev['label']} -> {point.label}: the SAEs live in different "
-                             f"spaces ({prev['space']!r}, {space!r}); decoder directions are not comparable")
+                unlinked.append(f"{prev['label']} -> {point.label}")
         links.append(link)
         prev = {"label": point.label, "dim": dim, "space": space, "features": measured.features,
                 "stats": grouped.by_name, "directions": directions}
         log.info("emergence: %s %s=%g: %d names, %d dedicated", point.label, series.axis, point.value,
                  measured.info["n_names"], measured.info["n_dedicated"])
+    notes = []
+    if unlinked:
+        notes.append(f"no family links between SAEs of different spaces or dimensions (decoder directions are not "
+                     f"comparable): {', '.join(unlinked)}")
     return assemble(points, links, series.axis, config, _frequencies(series, frequencies), notes)
 
 

@@ -187,7 +187,7 @@ def assemble(points: Sequence[PointMeasurement], links: Sequence[Mapping[str, di
         idx = emergence_index(dedicated)
         kept = [i for i, ok in enumerate(present) if ok]
         cp = change_point([dedication[i] for i in kept])
-        if cp.index is not None and cp.gain >= config.min_change_gain:
+        if cp.index is not None and cp.gain >= config.min_change_gain and abs(cp.jump) >= config.min_change_jump:
             cp = ChangePoint(kept[cp.index], cp.before, cp.after, cp.jump, cp.gain)
         else:
             cp = ChangePoint(None, cp.before, cp.after, cp.jump, cp.gain)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from namesae.errors import NamesaeError
 from namesae.groups.config import GroupConfig
-from namesae.groups.fast import gram_path
+from namesae.groups.fast import gram_matrices, gram_path
 from namesae.groups.reference import ZERO_NORM
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ class BatchGroups:
     norms_mass: Tensor  # float64 [N, k_max]; |sum_{j in c} w_j u_j| of each mass group slot
     norms_concepts: Tensor  # float64 [N, k_max]; the same after joining
     config: GroupConfig
-    units: Tensor | Sequence[Tensor]  # unit directions: a dictionary [d_sae, d] or one [n_i, d] per embedding
+    directions: Tensor | Sequence[Tensor]  # a dictionary [d_sae, d], or a [n_i, d] set per embedding (list or
+    # padded [N, n, d] tensor)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -111,10 +112,10 @@ class BatchGroups:
         w = self.weights[i][keep].double().cpu()
         lab = self.labels(select)[i][keep].cpu()
         norms = (self.norms_concepts if select == "concepts" else self.norms_mass)[i].cpu()
-        if isinstance(self.units, Tensor):
-            units = self.units[ids.to(self.units.device)].double().cpu()
-        else:
-            units = self.units[i].double().cpu()
+        dictionary = isinstance(self.directions, Tensor) and self.directions.ndim == 2
+        source = self.directions if dictionary else self.directions[i]
+        units = source[ids.to(source.device)].double().cpu()
+        units = units / units.norm(dim=1, keepdim=True).clamp_min(ZERO_NORM)
         total = float(w.sum())
         k_mass = int(self.k_mass[i])
         out = Grouping(select=select, k=int(lab.unique().numel()), k_mass=k_mass, n_active=int(ids.numel()),
@@ -215,26 +216,27 @@ def _check_weights(weights: Tensor, where: str) -> None:
         raise NamesaeError(f"{where}: weights must be finite and >= 0 (activation mass); got negative or nan/inf")
 
 
-def group_sets(directions: Sequence[Tensor], weights: Sequence[Tensor], config: GroupConfig | None = None,
-               device: str | torch.device | None = None) -> BatchGroups:
-    """Group many active sets: directions[i] [n_i, d] (any length), weights[i] [n_i] >= 0 (0: not active)."""
+def group_sets(directions: Sequence[Tensor] | Tensor, weights: Sequence[Tensor] | Tensor,
+               config: GroupConfig | None = None, device: str | torch.device | None = None) -> BatchGroups:
+    """Group many active sets: directions[i] [n_i, d] (any length, any d), weights[i] [n_i] >= 0 (0: not
+    active); or, without copies, one padded tensor of directions [N, n, d] with weights [N, n]."""
     config = config or GroupConfig()
+    if isinstance(directions, Tensor) and directions.ndim == 3:
+        return _group_padded_sets(directions, torch.as_tensor(weights), config, device)
     if len(directions) != len(weights):
         raise NamesaeError(f"group_sets: {len(directions)} direction sets but {len(weights)} weight vectors")
-    units, ws = [], []
+    sets, ws = [], []
     for i, (x, w) in enumerate(zip(directions, weights)):
         x, w = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(w, dtype=torch.float32)
         if x.ndim != 2 or w.shape != (x.shape[0],):
             raise NamesaeError(f"group_sets: set {i} has directions {tuple(x.shape)} and weights "
                                f"{tuple(w.shape)}; expected [n, d] and [n]")
         _check_weights(w, f"group_sets: set {i}")
-        norm = x.norm(dim=1)
         # A zero direction has no unit direction: it cannot be active.
-        w = torch.where(norm > 0, w, 0)
-        units.append(x / norm.clamp_min(ZERO_NORM)[:, None])
-        ws.append(w)
+        ws.append(torch.where(x.norm(dim=1) > 0, w, 0))
+        sets.append(x)
     n_max = max((len(w) for w in ws), default=0)
-    d_max = max((x.shape[1] for x in units), default=0)  # zero-padding the dimension keeps every inner product
+    d_max = max((x.shape[1] for x in sets), default=0)  # zero-padding the dimension keeps every inner product
     features = torch.full((len(ws), n_max), -1, dtype=torch.int64)
     weight = torch.zeros(len(ws), n_max)
     for i, w in enumerate(ws):
@@ -243,18 +245,44 @@ def group_sets(directions: Sequence[Tensor], weights: Sequence[Tensor], config: 
         weight[i, :keep.numel()] = w[keep]
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
-    def unit_rows(rows: Tensor, ids: Tensor) -> Tensor:
-        out = torch.zeros(len(rows), ids.shape[1], d_max, device=dev)
+    def rows_of(rows: Tensor, ids: Tensor) -> Tensor:
+        out = torch.empty(len(rows), ids.shape[1], d_max, device=dev)
         for q, r in enumerate(rows.tolist()):
-            out[q, :, :units[r].shape[1]] = _take(units[r].to(dev), ids[q])
+            m, d = int((ids[q] >= 0).sum()), sets[r].shape[1]
+            out[q, :m, :d] = sets[r].to(dev).index_select(0, ids[q, :m])
+            out[q, m:], out[q, :m, d:] = 0.0, 0.0
         return out
 
-    return _group_padded(features, weight, unit_rows, config, dev, units)
+    return _group_padded(features, weight, rows_of, config, dev, sets)
 
 
-def _take(units: Tensor, ids: Tensor) -> Tensor:
-    """Rows ids of units, zero rows for padding ids (-1)."""
-    return torch.where((ids >= 0)[:, None], units[ids.clamp_min(0)], 0.0)
+def _group_padded_sets(directions: Tensor, weights: Tensor, config: GroupConfig,
+                       device: str | torch.device | None) -> BatchGroups:
+    """group_sets on a padded batch [N, n, d] with weights [N, n]; contiguous runs of fully active sets are used
+    in place."""
+    if weights.shape != directions.shape[:2]:
+        raise NamesaeError(f"group_sets: directions {tuple(directions.shape)} and weights {tuple(weights.shape)} "
+                           f"do not fit; expected [N, n, d] and [N, n]")
+    weights = weights.float()
+    _check_weights(weights, "group_sets: weights")
+    weights = torch.where(directions.norm(dim=2) > 0, weights, 0)  # a zero direction cannot be active
+    active = weights > 0
+    counts = active.sum(1)
+    n = directions.shape[1]
+    order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)
+    features = torch.where(torch.arange(n)[None, :] < counts[:, None], order, -1)
+    weight = torch.where(features >= 0, weights.gather(1, features.clamp_min(0)), 0.0)
+    dev = torch.device(device) if device is not None else directions.device
+
+    def rows_of(rows: Tensor, ids: Tensor) -> Tensor:
+        m, first = ids.shape[1], int(rows[0])
+        if torch.equal(rows, torch.arange(first, first + len(rows))) and \
+                bool((ids == torch.arange(m, device=ids.device)).all()):
+            return directions[first:first + len(rows), :m].to(dev)
+        ids = ids.to(directions.device)
+        return (directions[rows[:, None], ids.clamp_min(0)] * (ids >= 0)[..., None]).to(dev)
+
+    return _group_padded(features, weight, rows_of, config, dev, directions)
 
 
 def group_codes(codes: Any, directions: Any, config: GroupConfig | None = None,
@@ -271,7 +299,6 @@ def group_codes(codes: Any, directions: Any, config: GroupConfig | None = None,
                            f"not fit; expected [rows, d_sae] and [d_sae, d]")
     _check_weights(codes, "group_codes: codes")
     norm = directions.norm(dim=1)
-    units = directions / norm.clamp_min(ZERO_NORM)[:, None]
     active = (codes > 0) & (norm > 0)[None, :]
     counts = active.sum(1)
     n_max = int(counts.max()) if len(codes) else 0
@@ -280,17 +307,21 @@ def group_codes(codes: Any, directions: Any, config: GroupConfig | None = None,
     features = torch.where(torch.arange(n_max)[None, :] < counts[:, None], order, -1)
     weight = torch.where(features >= 0, codes.gather(1, features.clamp_min(0)) * norm[features.clamp_min(0)], 0.0)
     dev = torch.device(device) if device is not None else directions.device
-    units_dev = units.to(dev)
+    on_dev = directions.to(dev)
 
-    def unit_rows(rows: Tensor, ids: Tensor) -> Tensor:
-        return _take(units_dev, ids.reshape(-1)).reshape(*ids.shape, -1)
+    def rows_of(rows: Tensor, ids: Tensor) -> Tensor:
+        flat = ids.reshape(-1)
+        picked = on_dev.index_select(0, flat.clamp_min(0)) * (flat >= 0)[:, None]
+        return picked.reshape(*ids.shape, -1)
 
-    return _group_padded(features, weight, unit_rows, config, dev, units)
+    return _group_padded(features, weight, rows_of, config, dev, directions)
 
 
-def _group_padded(features: Tensor, weights: Tensor, unit_rows: Callable[[Tensor, Tensor], Tensor],
-                  config: GroupConfig, dev: torch.device, units: Tensor | Sequence[Tensor]) -> BatchGroups:
-    """Run the Gram path over chunks of embeddings of similar active count; results in input order."""
+def _group_padded(features: Tensor, weights: Tensor, rows_of: Callable[[Tensor, Tensor], Tensor],
+                  config: GroupConfig, dev: torch.device, directions: Tensor | Sequence[Tensor]) -> BatchGroups:
+    """Run the Gram path over chunks of embeddings of similar active count; results in input order.
+
+    rows_of(rows, ids) gives the directions [b, n, d] of features ids [b, n] (zero rows for padding -1)."""
     N, K = features.shape[0], config.k_max
     counts = (features >= 0).sum(1)
     out = {"labels_mass": torch.full_like(features, -1), "labels_concepts": torch.full_like(features, -1),
@@ -308,12 +339,15 @@ def _group_padded(features: Tensor, weights: Tensor, unit_rows: Callable[[Tensor
         ids = features[rows, :n].to(dev)
         gram = torch.empty(len(rows), n, n, device=dev)
         for q in range(0, len(rows), GRAM_CHUNK):  # the [B, n, d] directions never exist all at once
-            x = unit_rows(rows[q:q + GRAM_CHUNK], ids[q:q + GRAM_CHUNK])
-            torch.bmm(x, x.transpose(1, 2), out=gram[q:q + GRAM_CHUNK])
+            gram_matrices(rows_of(rows[q:q + GRAM_CHUNK], ids[q:q + GRAM_CHUNK]), out=gram[q:q + GRAM_CHUNK])
+        # Cosines from inner products: divide by the lengths on the diagonal (n^2 work instead of n * d).
+        diag = gram.diagonal(dim1=1, dim2=2)
+        scale = torch.where(diag > 0, diag.clamp_min(ZERO_NORM**2).rsqrt(), 0.0)
+        gram.mul_(scale[:, :, None]).mul_(scale[:, None, :])
         res = _run_chunk(gram, weights[rows, :n].to(dev), config)
         for key, value in res.items():
             if value.ndim == 2 and key.startswith("labels"):
                 out[key][rows, :n] = value.cpu()
             else:
                 out[key][rows] = value.cpu()
-    return BatchGroups(features=features, weights=weights, config=config, units=units, **out)
+    return BatchGroups(features=features, weights=weights, config=config, directions=directions, **out)

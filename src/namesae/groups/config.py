@@ -47,7 +47,7 @@ class GroupConfig:
     """Candidates per greedy k-means++ step (0: 2 + floor(ln k_max), as scikit-learn)."""
     seed: int = 0
     """Seed of the k-means++ draws; a fixed seed gives the same groups for an embedding in any batch."""
-    batch_size: int = 256
+    batch_size: int = 64
     """Embeddings grouped together in one batch (memory ~ batch_size * n_active * (n_active + restarts * k_max^2)
     floats; larger batches spread the per-operation overhead)."""
 

@@ -3,11 +3,11 @@
 Everything k-means needs is inner products. With G = U U^T over an embedding's active directions and a grouping
 a, the unnormalised cosine of feature i to group c is T[c, i] = sum_{j in c} w_j G[j, i], the centroid length is
 |s_c| = sqrt(sum_{i in c} w_i T[c, i]), and the cosine is T[c, i] / |s_c|. So one iteration costs k * n, not
-k * n * d, and T is updated only for the features that moved (n per move). Problems (embedding, restart, k) share
-one flat batch: k runs over 2..k_max with the slot axis padded to k_max, converged problems leave the batch (early
-exit per problem), and k-means++ runs once per (embedding, restart) because the centres of k are the first k
-centres of k_max (the draws are shared). Works on any device the inputs live on.
-"""
+k * n * d, and T is updated only for the features that moved (n per move). k-means++ runs once per (embedding,
+restart): the draws are shared, so the centres of k are the first k centres of k_max, and the start of k is the
+start of k - 1 plus the features the new centre wins. Problems (embedding, restart, k) run in a few batches, k
+bucketed by slot width (BUCKET), and each problem leaves its batch as soon as no feature moves (early exit per
+problem). Works on any device the inputs live on."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def kmeanspp_batched(flat_gram: Tensor, weights: Tensor, uniforms: Tensor, n_cen
     """Greedy weighted k-means++ for every (embedding, restart): centres [B, R, n_centers] and the number of
     distinct centres found [B, R] (k beyond it is infeasible)."""
     B, n = weights.shape
-    R, L = uniforms.shape[0], uniforms.shape[2]
+    R = uniforms.shape[0]
     dev = weights.device
     w = weights.double()
     row0 = (torch.arange(B, device=dev) * n).view(B, 1, 1)
@@ -79,20 +79,61 @@ def _apply_moves(T: Tensor, flat_gram: Tensor, rows: Tensor, weight: Tensor, pro
         flat.index_add_(0, problem[part] * K + old[part], src, alpha=-1)
 
 
-def initial_assignments(cos_c: Tensor) -> Tensor:
-    """Nearest of the first k centres (first on ties) for every k = 2..k_top: [B, k_top - 1, R, n].
+def gram_matrices(units: Tensor, out: Tensor | None = None) -> Tensor:
+    """Cosines between the rows of each set of unit directions [B, n, d] -> [B, n, n]; by symmetry only 3/4 of
+    the products are computed (the upper-right block is the transpose of the lower-left one)."""
+    B, n, _ = units.shape
+    out = torch.empty(B, n, n, dtype=units.dtype, device=units.device) if out is None else out
+    h = n // 2
+    if n < 64:
+        return torch.bmm(units, units.transpose(1, 2), out=out)
+    torch.bmm(units, units[:, :h].transpose(1, 2), out=out[:, :, :h])
+    torch.bmm(units[:, h:], units[:, h:].transpose(1, 2), out=out[:, h:, h:])
+    out[:, :h, h:] = out[:, h:, :h].transpose(1, 2)
+    return out
 
-    cos_c: [B, R, k_top, n] cosines of the features to the k-means++ centres, in the order they were drawn.
-    """
-    B, R, k_top, n = cos_c.shape
-    assign = torch.empty(B, k_top - 1, R, n, dtype=torch.int64, device=cos_c.device)
-    best, idx = cos_c[:, :, 0].clone(), torch.zeros(B, R, n, dtype=torch.int64, device=cos_c.device)
-    for c in range(1, k_top):
-        better = cos_c[:, :, c] > best
-        best = torch.where(better, cos_c[:, :, c], best)
-        idx = idx.masked_fill(better, c)
-        assign[:, c - 1] = idx
-    return assign
+
+class _StartBuilder:
+    """Start assignments and their T for k = 2, 3, ...: the nearest of the first k k-means++ centres (first on
+    ties). Going from k-1 to k centres only moves the features the new centre wins, so T of k is T of k-1 plus
+    those moves (n per move) rather than a fresh [k, n] x [n, n] product."""
+
+    def __init__(self, cos_c: Tensor, gw: Tensor, w: Tensor, valid: Tensor, flat_gram: Tensor) -> None:
+        B, R, k_top, n = cos_c.shape
+        self.cos_c, self.valid, self.flat_gram = cos_c, valid, flat_gram
+        self.T = torch.zeros(B * R, k_top, n, dtype=cos_c.dtype, device=cos_c.device)
+        self.T[:, 0] = gw.repeat_interleave(R, 0)
+        self.best = cos_c[:, :, 0].clone()
+        self.idx = torch.zeros(B, R, n, dtype=torch.int64, device=cos_c.device)
+        self.wflat = w.repeat_interleave(R, 0).reshape(-1)  # [(B*R) * n]
+        self.row = (torch.arange(B * R, device=cos_c.device) // R) * n
+        self.k = 1
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        """Advance to k + 1 centres: (assignment [B, R, n], T [B * R, k_top, n]); both are live views."""
+        c = self.k
+        better = self.cos_c[:, :, c] > self.best
+        moved = (better & self.valid[:, None, :]).reshape(-1).nonzero().squeeze(1)  # as (b * R + r) * n + j
+        n = self.idx.shape[2]
+        p = moved // n
+        _apply_moves(self.T, self.flat_gram, self.row.index_select(0, p) + moved % n,
+                     self.wflat.index_select(0, moved), p, self.idx.view(-1).index_select(0, moved),
+                     torch.full_like(moved, c))
+        self.best = torch.where(better, self.cos_c[:, :, c], self.best)
+        self.idx.masked_fill_(better, c)
+        self.k += 1
+        return self.idx, self.T
+
+
+def _first_argmax(sims: Tensor) -> Tensor:
+    """Index of the largest value along dim 1 of [P, K, n], the first one on ties (as argmax)."""
+    K = sims.shape[1]
+    if K > 255:
+        return sims.max(1).indices
+    # amax and a uint8 vote run several times faster on CPU than max(dim) with indices, with the same answer.
+    top = sims.amax(1, keepdim=True)
+    rank = torch.arange(K, 0, -1, dtype=torch.uint8, device=sims.device).view(1, K, 1)
+    return K - ((sims == top) * rank).amax(1).long()
 
 
 @dataclass
@@ -120,8 +161,9 @@ def lloyd_gram(T: Tensor, a: Tensor, k_of: Tensor, b_of: Tensor, runnable: Tenso
     if ids.numel() < P:
         T, a = T.index_select(0, ids), a.index_select(0, ids)
     slot = torch.arange(K, device=dev)
+    compacted = True  # the per-problem rows below need (re)building
     for it in range(max_iter + 1):
-        if it == 0 or compacted:
+        if compacted:
             pb = b_of.index_select(0, ids)
             pw, pvalid = w.index_select(0, pb), valid.index_select(0, pb)  # [Pa, n]
             in_k = slot[None, :] < k_of.index_select(0, ids)[:, None]  # [Pa, K]
@@ -135,7 +177,7 @@ def lloyd_gram(T: Tensor, a: Tensor, k_of: Tensor, b_of: Tensor, runnable: Tenso
             # Slots beyond k, and groups that lost every member, attract nobody.
             bias = torch.where(in_k & (count > 0), 0.0, -torch.inf).to(T.dtype)
             inv = torch.where(norm2 > ZERO_NORM**2, norm2.clamp_min(ZERO_NORM**2).rsqrt(), 0.0)
-            new = torch.addcmul(bias[:, :, None], T, inv[:, :, None]).max(1).indices  # [Pa, n]
+            new = _first_argmax(torch.addcmul(bias[:, :, None], T, inv[:, :, None]))  # [Pa, n]
             moved = (new != a) & pvalid
             done = ~moved.any(1)
         if bool(done.any()):
@@ -193,7 +235,7 @@ def gram_path(gram: Tensor, weights: Tensor, config: GroupConfig) -> GramPath:
     centers, distinct = kmeanspp_batched(flat_gram, torch.where(valid, weights, 0), init_uniforms(config).to(dev),
                                          k_top)
     cos_c = flat_gram[(torch.arange(B, device=dev) * n).view(B, 1, 1) + centers]  # [B, R, k_top, n]
-    assign = initial_assignments(cos_c)  # [B, Kk, R, n]
+    starts = _StartBuilder(cos_c, gw, w, valid, flat_gram)
     Kk = k_top - 1
     run_labels = torch.full((B, Kk, R, n), -1, dtype=torch.int64, device=dev)
     run_norms = torch.zeros(B, Kk, R, dtype=torch.float64, device=dev)
@@ -202,10 +244,13 @@ def gram_path(gram: Tensor, weights: Tensor, config: GroupConfig) -> GramPath:
     for lo in range(2, k_top + 1, BUCKET):
         hi = min(lo + BUCKET - 1, k_top)
         nk = hi - lo + 1
-        a0 = assign[:, lo - 2:hi - 1]  # [B, nk, R, n]
-        onehot = torch.zeros(B, nk, R, hi, n, dtype=gram.dtype, device=dev)
-        onehot.scatter_(3, a0[:, :, :, None, :], w.view(B, 1, 1, 1, n).expand(B, nk, R, 1, n))
-        T = torch.bmm(onehot.view(B, nk * R * hi, n), gram).view(B * nk * R, hi, n)
+        a0 = torch.empty(B, nk, R, n, dtype=torch.int64, device=dev)
+        T = torch.empty(B, nk, R, hi, n, dtype=gram.dtype, device=dev)
+        for q in range(nk):
+            idx, T_k = starts.next()
+            a0[:, q] = idx
+            T[:, q] = T_k.view(B, R, k_top, n)[:, :, :hi]
+        T = T.view(B * nk * R, hi, n)
         k_of = torch.arange(lo, hi + 1, device=dev).repeat_interleave(R).repeat(B)
         b_of = torch.arange(B, device=dev).repeat_interleave(nk * R)
         runs = lloyd_gram(T, a0.reshape(-1, n), k_of, b_of, runnable[:, lo - 2:hi - 1].reshape(-1), w, valid,

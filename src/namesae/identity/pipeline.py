@@ -15,11 +15,31 @@ import numpy as np
 
 from namesae.config import config_to_dict
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.features import (FeatureConfig, FeatureStats, factorize_names, compute_feature_stats, labels_from_store,
-                              same_encoder)
-from namesae.identity.analysis import (FIELDS, IdentityConfig, IdentityRecord, IdentityResult, add_z_scores,
-                                       identity_records, image_measures, merge_image_measures)
-from namesae.identity.attributes import Ladder, LadderEmbeddings, embed_ladders, ladders_from_rows, load_ladders
+from namesae.features import (
+    FeatureConfig,
+    FeatureStats,
+    compute_feature_stats,
+    factorize_names,
+    labels_from_store,
+    same_encoder,
+)
+from namesae.identity.analysis import (
+    FIELDS,
+    IdentityConfig,
+    IdentityRecord,
+    IdentityResult,
+    add_z_scores,
+    identity_records,
+    image_measures,
+    merge_image_measures,
+)
+from namesae.identity.attributes import (
+    Ladder,
+    LadderEmbeddings,
+    embed_ladders,
+    ladders_from_rows,
+    load_ladders,
+)
 from namesae.identity.composition import part_compositions
 from namesae.store import EmbeddingStore
 
@@ -225,7 +245,7 @@ def _truth_table(truth: Any) -> dict[str, dict[str, Any]]:
 def score_identity(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any,
                    rigidity_measure: str = "cos_mean", rigidity_key: str = "rigidity") -> dict[str, Any]:
     """Dedicated-name detection precision/recall/F1 and the Spearman correlation of rigidity with the truth."""
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata, spearmanr
 
     table = _truth_table(truth)
     recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
@@ -238,6 +258,14 @@ def score_identity(records: Sequence[IdentityRecord | Mapping[str, Any]], truth:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
     out: dict[str, Any] = {"n_names": len(recs), "n_true_dedicated": int(true.sum()),
                            "n_pred_dedicated": int(pred.sum()), "precision": precision, "recall": recall, "f1": f1}
+    # Threshold-free: the chance that a dedicated name has a higher dedication than a compositional one.
+    dedication = np.array([float(r.get("dedication") or 0.0) for r in recs])
+    if 0 < true.sum() < true.size:
+        ranks = rankdata(dedication)
+        n_pos, n_neg = int(true.sum()), int((~true).sum())
+        out["dedication_auc"] = float((ranks[true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    else:
+        out["dedication_auc"] = float("nan")
     per_measure = {}
     for measure in ("trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse"):
         pairs = [(r.get(measure), table[r["name"]].get(rigidity_key)) for r in recs]

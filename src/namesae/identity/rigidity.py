@@ -122,7 +122,7 @@ def rigidity_batch(x: torch.Tensor, epsilon: float, sigma: float, t: float = 1.0
 
 def pairwise_distance_sample(x: torch.Tensor, per_set: int = 64) -> np.ndarray:
     """Up to per_set pairwise distances of each row set in x [B, m, d] (a deterministic subset), flattened."""
-    b, m, _ = x.shape
+    m = x.shape[1]
     if m < 2:
         return np.zeros(0)
     iu = torch.triu_indices(m, m, offset=1)

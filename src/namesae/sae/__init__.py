@@ -16,8 +16,16 @@ Modules: `config` (TrainConfig), `data` (filters, split, stream), `fast` (fused 
 
 from namesae.sae.config import ARCHITECTURES, ENGINES, TrainConfig
 from namesae.sae.data import RowSplit, StoreStream, select_rows, split_rows
-from namesae.sae.model import (CodeBlock, TrainedSAE, build_sae_from_weights, check_space, decode, encode,
-                               encode_store, load_sae)
+from namesae.sae.model import (
+                               CodeBlock,
+                               TrainedSAE,
+                               build_sae_from_weights,
+                               check_space,
+                               decode,
+                               encode,
+                               encode_store,
+                               load_sae,
+)
 from namesae.sae.train import RunPlan, build_training_sae, plan_run, train_sae
 
 __all__ = [

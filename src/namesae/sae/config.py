@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -42,9 +43,10 @@ class TrainConfig:
     """Width as a multiple of the embedding dimension; used only when d_sae is unset."""
     k: float = 32
     """Active features per row: exact for "topk" (an integer), the batch average for "batchtopk"/"matryoshka"."""
-    l1_coefficient: float = 5.0
-    """"standard": weight of the L1 penalty sum_j f_j * |W_dec[j]| (inputs normalised, see `normalize`)."""
-    l0_coefficient: float = 1e-3
+    l1_coefficient: float = 0.1
+    """"standard": weight of the L1 penalty sum_j f_j * |W_dec[j]| (inputs at unit mean squared norm, see
+    `normalize`; 0.1 recovers planted dictionaries in tests, sweep it on real data)."""
+    l0_coefficient: float = 0.01
     """"jumprelu": weight of the L0 penalty (number of active features, straight-through estimator)."""
     sparsity_warmup_steps: int = 0
     """Steps over which the L1 / L0 coefficient rises linearly from 0 to its value."""
@@ -136,7 +138,7 @@ class TrainConfig:
         if not _number(self.jumprelu_init_threshold) or self.jumprelu_init_threshold < 0:
             raise ConfigError(f"jumprelu_init_threshold must be >= 0, got {self.jumprelu_init_threshold!r}")
         widths = self.matryoshka_widths
-        if any(not _positive_int(w) for w in widths) or any(a >= b for a, b in zip(widths, widths[1:])):
+        if any(not _positive_int(w) for w in widths) or any(a >= b for a, b in itertools.pairwise(widths)):
             raise ConfigError(f"matryoshka_widths must be strictly increasing positive integers, got {widths!r}")
         for name in ("sparsity_warmup_steps", "lr_warmup_steps", "lr_decay_steps", "checkpoint_every",
                      "state_every"):

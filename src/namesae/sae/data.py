@@ -100,11 +100,20 @@ def evenly_spaced(rows: np.ndarray, limit: int | None) -> np.ndarray:
 
 
 def mean_squared_norm(store: EmbeddingStore, rows: np.ndarray, max_rows: int = 65536) -> float:
-    """Mean squared L2 norm of (an evenly spaced sample of at most max_rows of) the given rows."""
-    sample = evenly_spaced(rows, max_rows)
+    """Mean squared L2 norm of the given rows, from whole chunks evenly spaced over the store (about max_rows
+    rows); reading them also catches NaN/Inf rows before training starts."""
+    chunk = store.chunk_rows
+    blocks = np.unique(rows // chunk)
+    blocks = evenly_spaced(blocks, max(1, max_rows // chunk))
+    member = np.zeros(len(store), dtype=bool)
+    member[rows] = True
     total, count = 0.0, 0
-    for start in range(0, sample.size, 16384):
-        x = store.read_rows(sample[start:start + 16384]).astype(np.float64)
+    for b in blocks:
+        start, stop = int(b) * chunk, min(len(store), (int(b) + 1) * chunk)
+        try:
+            x = store.read(start, stop)[member[start:stop]].astype(np.float64)
+        except StoreError as err:
+            raise StoreError(f"{err} (found while sampling the training rows)") from None
         total += float((x * x).sum())
         count += x.shape[0]
     msn = total / max(count, 1)
@@ -185,11 +194,3 @@ class StoreStream:
                 self.position += self.batch_size
                 out = torch.from_numpy(np.ascontiguousarray(batch))
                 yield out * self.scale if self.scale != 1.0 else out
-
-
-def check_finite_sample(store: EmbeddingStore, rows: np.ndarray) -> None:
-    """Read a few thousand rows early so that NaN/Inf in the store fails before training starts."""
-    try:
-        store.read_rows(evenly_spaced(rows, 4096))
-    except StoreError as err:
-        raise StoreError(f"{err} (found while sampling the training rows)") from None

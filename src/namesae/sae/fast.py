@@ -58,6 +58,10 @@ def _sparse_decode(cols: torch.Tensor, offsets: torch.Tensor, weights: torch.Ten
     return out + b_dec if b_dec is not None else out
 
 
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _offsets(rows: torch.Tensor, batch: int) -> torch.Tensor:
     """Start of each row's run in a row-sorted pair list ([batch])."""
     counts = torch.bincount(rows, minlength=batch)
@@ -151,11 +155,10 @@ class FusedTopKStep:
             g_dec.append((acols, arows + len(out_grads) * B, c))
             out_grads.append(A)
 
-        if self.arch != "topk":  # BatchTopK threshold: moving average of the smallest positive code
-            if bool(active.any()):
-                lr = sae.cfg.topk_threshold_lr
-                smallest = hv[active].min().to(sae.topk_threshold.dtype)
-                sae.topk_threshold = (1 - lr) * sae.topk_threshold + lr * smallest
+        if self.arch != "topk" and bool(active.any()):  # BatchTopK threshold: EMA of the smallest positive code
+            lr = sae.cfg.topk_threshold_lr
+            smallest = hv[active].min().to(sae.topk_threshold.dtype)
+            sae.topk_threshold = (1 - lr) * sae.topk_threshold + lr * smallest
 
         # Bookkeeping of SAETrainer._train_step, from the active pairs.
         fired = torch.bincount(cols[active], minlength=S)
@@ -164,13 +167,13 @@ class FusedTopKStep:
         tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
         tr.n_frac_active_samples += tr.cfg.train_batch_size_samples
 
-        ecols, erows, egrad = torch.cat(enc_cols), torch.cat(enc_rows), torch.cat(g_pre)
+        ecols, erows, egrad = _cat(enc_cols), _cat(enc_rows), _cat(g_pre)
         grad_b_enc = torch.zeros_like(b_enc).index_add_(0, ecols, egrad)
         grads = {
             "W_enc": _scatter_rows(ecols, erows, egrad, x_c, S).t().contiguous(),
             "b_enc": grad_b_enc,
-            "W_dec": _scatter_rows(torch.cat([p[0] for p in g_dec]), torch.cat([p[1] for p in g_dec]),
-                                   torch.cat([p[2] for p in g_dec]), torch.cat(out_grads), S),
+            "W_dec": _scatter_rows(_cat([p[0] for p in g_dec]), _cat([p[1] for p in g_dec]),
+                                   _cat([p[2] for p in g_dec]), _cat(out_grads), S),
             "b_dec": grad_b_dec - W_enc @ grad_b_enc,
         }
         for name, param in sae.named_parameters():

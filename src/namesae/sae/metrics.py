@@ -54,10 +54,10 @@ class MetricsAccumulator:
         freq = self.fires / self.rows
         out = {
             "rows": self.rows,
-            "explained_variance": 1.0 - self.sse / total if total > 0 else float("nan"),
+            "explained_variance": 1.0 - self.sse / total if total > 0 else None,
             "mse": self.sse / (self.rows * d),
             "mse_per_row": self.sse / self.rows,
-            "relative_mse": self.sse / self.sum_sq if self.sum_sq > 0 else float("nan"),
+            "relative_mse": self.sse / self.sum_sq if self.sum_sq > 0 else None,
             "mean_l0": self.active / self.rows,
             "dead_fraction": float((self.fires == 0).mean()),
             "dense_fraction": float((freq > DENSE_THRESHOLD).mean()),

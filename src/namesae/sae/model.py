@@ -181,8 +181,8 @@ def git_commit() -> str | None:
 
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+                             check=False, text=True, timeout=5)
+        return (out.stdout.strip() or None) if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -309,7 +309,14 @@ def build_sae_from_weights(W_enc: Any, b_enc: Any, W_dec: Any, b_dec: Any, space
     """An SAE from given weights (W_enc [d_in, d_sae], W_dec [d_sae, d_in]): "standard", "topk" (needs k)
     or "jumprelu" (needs threshold [d_sae]); written in SAELens format to out_dir when given."""
     import torch
-    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+    from sae_lens import (
+        JumpReLUSAE,
+        JumpReLUSAEConfig,
+        StandardSAE,
+        StandardSAEConfig,
+        TopKSAE,
+        TopKSAEConfig,
+    )
 
     def t(v: Any) -> Any:
         return torch.as_tensor(np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v),

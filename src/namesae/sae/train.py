@@ -23,11 +23,29 @@ import numpy as np
 from namesae.config import config_to_dict
 from namesae.errors import ConfigError, NamesaeError, SpaceMismatchError, StoreError
 from namesae.sae.config import SAELENS_ARCHITECTURE, TOPK_FAMILY, TrainConfig
-from namesae.sae.data import (RowSplit, StoreStream, check_finite_sample, evenly_spaced, mean_squared_norm,
-                              read_names_file, select_rows, split_rows)
+from namesae.sae.data import (
+    RowSplit,
+    StoreStream,
+    evenly_spaced,
+    mean_squared_norm,
+    read_names_file,
+    select_rows,
+    split_rows,
+)
 from namesae.sae.metrics import evaluate
-from namesae.sae.model import (CFG_FILE, INFO_FILE, METRICS_FILE, WEIGHTS_FILE, TrainedSAE, header,
-                               inference_model, load_sae, write_json, write_saelens_files, write_saelens_folder)
+from namesae.sae.model import (
+    CFG_FILE,
+    INFO_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    TrainedSAE,
+    header,
+    inference_model,
+    load_sae,
+    write_json,
+    write_saelens_files,
+    write_saelens_folder,
+)
 from namesae.sae.state import clear_state, find_state, load_state, read_state_meta, save_state
 from namesae.store import EmbeddingStore
 
@@ -65,7 +83,6 @@ def plan_run(store: EmbeddingStore, config: TrainConfig) -> RunPlan:
     d_sae = config.width(d_in)
     if config.architecture == "matryoshka":
         config.levels(d_sae)
-    check_finite_sample(store, split.train)
     msn = mean_squared_norm(store, split.train)
     scale = 1.0 / math.sqrt(msn) if config.normalize else 1.0
     info = {"path": str(store.path), "rows": len(store), "dim": d_in, "space": store.space,
@@ -87,16 +104,24 @@ def resolve_device(device: str) -> str:
 def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, device: str = "cpu") -> Any:
     """The SAELens TrainingSAE of the configured architecture, initialised from the config's seed."""
     import torch
-    from sae_lens import (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, JumpReLUTrainingSAE,
-                          JumpReLUTrainingSAEConfig, MatryoshkaBatchTopKTrainingSAE,
-                          MatryoshkaBatchTopKTrainingSAEConfig, StandardTrainingSAE, StandardTrainingSAEConfig,
-                          TopKTrainingSAE, TopKTrainingSAEConfig)
+    from sae_lens import (
+        BatchTopKTrainingSAE,
+        BatchTopKTrainingSAEConfig,
+        JumpReLUTrainingSAE,
+        JumpReLUTrainingSAEConfig,
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+        StandardTrainingSAE,
+        StandardTrainingSAEConfig,
+        TopKTrainingSAE,
+        TopKTrainingSAEConfig,
+    )
     from sae_lens.saes.sae import SAEMetadata
 
-    common = dict(d_in=d_in, d_sae=d_sae, dtype=config.dtype, device=device, apply_b_dec_to_input=True,
-                  normalize_activations="none",
-                  metadata=SAEMetadata(model_name=space, hook_name="embeddings", namesae_space=space))
-    topk = dict(aux_loss_coefficient=config.aux_loss_coefficient, rescale_acts_by_decoder_norm=True)
+    common = {"d_in": d_in, "d_sae": d_sae, "dtype": config.dtype, "device": device, "apply_b_dec_to_input": True,
+                  "normalize_activations": "none",
+                  "metadata": SAEMetadata(model_name=space, hook_name="embeddings", namesae_space=space)}
+    topk = {"aux_loss_coefficient": config.aux_loss_coefficient, "rescale_acts_by_decoder_norm": True}
     arch = config.architecture
     if arch == "standard":
         cls, cfg = StandardTrainingSAE, StandardTrainingSAEConfig(
@@ -268,7 +293,6 @@ def train_sae(store: str | Path | EmbeddingStore, config: TrainConfig | None = N
     Without out_dir nothing is written (no checkpoints, no resume). `stop_after_steps` stops this call after that
     many steps without saving state, as a kill would (for tests); the returned SAE is then incomplete.
     """
-    import torch
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
@@ -334,12 +358,12 @@ def train_sae(store: str | Path | EmbeddingStore, config: TrainConfig | None = N
                 bar.update(1)
                 if stats is not None:
                     lr = trainer.optimizer.param_groups[0]["lr"]
+                    ev = stats.explained_variance if math.isfinite(stats.explained_variance) else None
                     train_log.append({"step": step, "samples": trainer.n_training_samples, "loss": stats.loss,
-                                      "mse": stats.mse, "l0": stats.l0,
-                                      "explained_variance": stats.explained_variance, "lr": lr})
-                    bar.set_postfix(loss=f"{stats.loss:.4g}", l0=f"{stats.l0:.1f}",
-                                    ev=f"{stats.explained_variance:.3f}")
-                    if not all(math.isfinite(v) for v in (stats.loss, stats.explained_variance)):
+                                      "mse": stats.mse, "l0": stats.l0, "explained_variance": ev, "lr": lr,
+                                      "seconds": seconds})
+                    bar.set_postfix(loss=f"{stats.loss:.4g}", l0=f"{stats.l0:.1f}", ev=f"{ev:.3f}" if ev else "-")
+                    if not math.isfinite(stats.loss):
                         raise NamesaeError(f"training diverged at step {step} (loss {stats.loss}); lower lr")
                 if run_dir is None:
                     continue

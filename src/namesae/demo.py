@@ -1,0 +1,369 @@
+"""`namesae demo`: the whole pipeline on the built-in synthetic name world, scored against its planted truth.
+
+Steps (each writes into the run folder, default `runs/demo`):
+  1. world/       `namesae synth`: stores (image, text, vocab, progression) and truth.json
+  2. sae/         `namesae train` on the world's image store (SAELens format, metrics.json on held-out rows)
+  3. features.json, identity.json/.csv   `namesae features` / `namesae identity` with the world's vocabulary
+  4. groups.json  `namesae groups` for every dedicated name, plus the planted-concepts benchmark of the method
+  5. emergence/   `namesae emergence` over the world's progression (one small SAE per checkpoint)
+  6. steer/       zero each found identity's features: does the name move toward its parts? (+ tiny decoder images)
+  7. basis/search scores with the world's toy text encoder
+  8. report/      `namesae report`
+Every score is computed from the outputs of these steps and compared with truth.json only at scoring time.
+The scorecard (`scorecard.json`) is a list of lines with stable keys, documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from namesae.config import config_from_dict, config_to_dict, load_toml
+from namesae.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("demo", "synth", "train", "emergence_train", "features", "identity", "groups", "emergence")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of the demo itself (TOML section `[demo]`); each stage has its own section."""
+
+    group_cases: int = 200
+    """Planted embeddings on which the grouping method is scored (c = 2..6 concepts each)."""
+    basis_k: int = 4
+    """Most terms in a name-basis painting."""
+    steer_images: bool = True
+    """Render original and edited images of one dedicated name with a tiny Kandinsky 2.2 decoder."""
+    report: bool = True
+    """Write the HTML report."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        if int(self.group_cases) < 1:
+            raise ConfigError(f"group_cases must be >= 1, got {self.group_cases!r}")
+        if int(self.basis_k) < 1:
+            raise ConfigError(f"basis_k must be >= 1, got {self.basis_k!r}")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every stage's config for one demo run."""
+
+    demo: Any
+    synth: Any
+    train: Any
+    emergence_train: dict[str, Any]
+    features: Any
+    identity: Any
+    groups: Any
+    emergence: Any
+
+
+def demo_settings(data: dict[str, Any] | None = None, source: str = "<defaults>") -> DemoSettings:
+    """Build the demo's settings from a TOML-like mapping of sections (missing sections take defaults)."""
+    from namesae.emergence import emergence_config_from_dict
+    from namesae.features import FeatureConfig
+    from namesae.groups import GroupConfig
+    from namesae.identity import IdentityConfig
+    from namesae.sae import TrainConfig
+    from namesae.synth import SynthConfig
+
+    data = dict(data or {})
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {list(SECTIONS)}")
+    train = data.get("train", DEFAULT_TRAIN)
+    emergence_train = data.get("emergence_train", DEFAULT_EMERGENCE_TRAIN)
+    config_from_dict(TrainConfig, emergence_train, f"{source} [emergence_train]")  # validate now, not at step 5
+    return DemoSettings(
+        demo=config_from_dict(DemoConfig, data.get("demo", {}), f"{source} [demo]"),
+        synth=config_from_dict(SynthConfig, data.get("synth", {}), f"{source} [synth]"),
+        train=config_from_dict(TrainConfig, train, f"{source} [train]"),
+        emergence_train=dict(emergence_train),
+        features=config_from_dict(FeatureConfig, data.get("features", {}), f"{source} [features]"),
+        identity=config_from_dict(IdentityConfig, data.get("identity", {}), f"{source} [identity]"),
+        groups=config_from_dict(GroupConfig, data.get("groups", {}), f"{source} [groups]"),
+        emergence=emergence_config_from_dict(data.get("emergence", {}), f"{source} [emergence]"),
+    )
+
+
+def load_demo_settings(path: str | Path | None) -> DemoSettings:
+    """The demo's settings from a TOML file such as configs/demo.toml (defaults without a file)."""
+    if path is None:
+        return demo_settings()
+    return demo_settings(load_toml(path), str(path))
+
+
+# The SAE the demo trains on the world's image rows: small enough for a laptop CPU, wide enough (8x) that every
+# planted identity direction can own a feature.
+DEFAULT_TRAIN: dict[str, Any] = {
+    "architecture": "topk", "expansion_factor": 8.0, "k": 16, "batch_size": 512, "steps": 3000, "lr": 1e-3,
+    "seed": 0,
+}
+DEFAULT_EMERGENCE_TRAIN: dict[str, Any] = {
+    "architecture": "topk", "expansion_factor": 8.0, "k": 16, "batch_size": 512, "steps": 1500, "lr": 1e-3,
+    "seed": 0,
+}
+
+
+@dataclass
+class ScoreLine:
+    """One scorecard line: a measured value, the target it is held to (if any) and whether it meets it."""
+
+    key: str
+    value: Any
+    target: str | None = None
+    passed: bool | None = None
+    what: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready line."""
+        return {"key": self.key, "value": self.value, "target": self.target, "pass": self.passed,
+                "what": self.what}
+
+
+@dataclass
+class Scorecard:
+    """The demo's scorecard: lines in a stable order, step timings and where things were written."""
+
+    lines: list[ScoreLine] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def add(self, key: str, value: Any, at_least: float | None = None, at_most: float | None = None,
+            what: str = "") -> None:
+        """Record a measured value and, when a bound is given, whether it meets it."""
+        target, passed = None, None
+        number = value if isinstance(value, (int, float)) and value == value else None
+        if at_least is not None:
+            target, passed = f">= {at_least:g}", number is not None and number >= at_least
+        elif at_most is not None:
+            target, passed = f"<= {at_most:g}", number is not None and number <= at_most
+        if isinstance(value, float):
+            value = round(value, 4)
+        self.lines.append(ScoreLine(key, value, target, passed, what))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready scorecard."""
+        return {"format_version": 1, "lines": [line.to_dict() for line in self.lines],
+                "passed": sum(line.passed is True for line in self.lines),
+                "failed": sum(line.passed is False for line in self.lines),
+                "seconds": {k: round(v, 2) for k, v in self.seconds.items()}, "paths": self.paths}
+
+    def table(self) -> str:
+        """The scorecard as aligned text lines."""
+        width = max((len(line.key) for line in self.lines), default=10)
+        out = []
+        for line in self.lines:
+            mark = {True: "ok  ", False: "MISS", None: "    "}[line.passed]
+            target = f"(target {line.target})" if line.target else ""
+            out.append(f"{mark} {line.key:<{width}}  {line.value!s:<10} {target}")
+        return "\n".join(out)
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class _Steps:
+    """Runs named steps, timing each."""
+
+    def __init__(self, card: Scorecard) -> None:
+        self.card = card
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        log.info("demo: %s ...", name)
+        result = fn()
+        self.card.seconds[name] = time.perf_counter() - start
+        log.info("demo: %s done in %.1f s", name, self.card.seconds[name])
+        return result
+
+
+def run_demo(settings: DemoSettings | None = None, out: str | Path = "runs/demo") -> Scorecard:
+    """Run the whole pipeline on a synthetic world under `out`; returns the scorecard (also scorecard.json)."""
+    settings = settings or demo_settings()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    card = Scorecard()
+    step = _Steps(card)
+    progress = settings.demo.progress
+    start = time.perf_counter()
+
+    world_dir = step("synth", lambda: _synth(settings, out / "world", card))
+    sae = step("train", lambda: _train(settings, world_dir, out / "sae", card, progress))
+    identity = step("identity", lambda: _identity(settings, sae, world_dir, out, card, progress))
+    step("groups", lambda: _groups(settings, sae, world_dir, identity, out, card))
+    step("emergence", lambda: _emergence(settings, world_dir, out / "emergence", card, progress))
+    step("steer", lambda: _steer(settings, sae, world_dir, identity, out / "steer", card))
+    step("basis_search", lambda: _basis_search(settings, sae, world_dir, card))
+
+    manifest = {"world": "world", "image_store": "world/image.h5", "text_store": "world/text.h5",
+                "truth": "world/truth.json", "sae": "sae", "metrics": "sae/metrics.json",
+                "features": "features.json", "identity": "identity.json", "groups": "groups.json",
+                "emergence": "emergence/emergence.json", "scorecard": "scorecard.json"}
+    _atomic_json(out / "run.json", manifest)
+    card.seconds["total_before_report"] = time.perf_counter() - start
+    card.paths = {k: str(out / v) for k, v in manifest.items()}
+    _atomic_json(out / "scorecard.json", card.to_dict())
+    if settings.demo.report:
+        from namesae.report import build_report
+
+        result = step("report", lambda: build_report(out, out / "report"))
+        card.paths["report"] = str(result.index)
+    card.seconds["total"] = time.perf_counter() - start
+    _atomic_json(out / "scorecard.json", card.to_dict())
+    return card
+
+
+def _synth(settings: DemoSettings, world_dir: Path, card: Scorecard) -> Path:
+    from namesae.synth import build_world, summary, write_world
+
+    world = build_world(settings.synth)
+    write_world(world, world_dir)
+    info = summary(world)
+    card.add("world.names", sum(info["names"].values()), what="first names, surnames and full names")
+    card.add("world.dedicated", info["dedicated"], what="full names planted with an identity direction")
+    card.add("world.image_rows", info["rows"].get("image", 0))
+    return world_dir
+
+
+def _train(settings: DemoSettings, world_dir: Path, sae_dir: Path, card: Scorecard, progress: bool) -> Any:
+    from namesae.sae import train_sae
+
+    sae = train_sae(world_dir / "image.h5", settings.train, sae_dir, progress=progress, overwrite=True)
+    metrics = json.loads((sae_dir / "metrics.json").read_text())
+    card.add("sae.explained_variance", metrics["explained_variance"], at_least=0.9,
+             what="1 - FVU on held-out image rows")
+    card.add("sae.mean_l0", metrics["mean_l0"])
+    card.add("sae.dead_fraction", metrics["dead_fraction"])
+    return sae
+
+
+def _identity(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard,
+              progress: bool) -> Any:
+    from namesae.identity import load_prior_names, run_identity, score_identity, write_features, write_identity
+    from namesae.store import EmbeddingStore
+    from namesae.synth import load_truth
+
+    prior_path = world_dir / "prior_names.txt"
+    prior = load_prior_names(prior_path) if prior_path.is_file() else []
+    with EmbeddingStore.open(world_dir / "image.h5") as image, EmbeddingStore.open(world_dir / "text.h5") as text, \
+            EmbeddingStore.open(world_dir / "vocab.h5") as vocab:
+        result = run_identity(sae, image, settings.identity, settings.features, text_store=text, vocab=vocab,
+                              prior_names=prior, progress=progress)
+        stats = getattr(result, "stats", None)
+        write_identity(result, out)
+        if stats is None:
+            from namesae.features import compute_feature_stats, labels_from_store
+
+            stats = compute_feature_stats(sae, image, settings.features)
+            stats.labels = labels_from_store(sae, vocab)
+        write_features(stats, out, image)
+    score = score_identity(result.records, load_truth(world_dir))
+    card.add("identity.dedicated_precision", score["precision"], at_least=0.9,
+             what="found dedicated names that are planted dedicated")
+    card.add("identity.dedicated_recall", score["recall"], at_least=0.9,
+             what="planted dedicated names that are found")
+    card.add("identity.rigidity_spearman", score["rigidity_spearman"], at_least=0.8,
+             what=f"Spearman of {score['rigidity_measure']} with planted rigidity")
+    return result
+
+
+def _groups(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
+    import numpy as np
+
+    from namesae.groups import name_groups, score_groups_on_planted
+    from namesae.sae import encode
+    from namesae.store import EmbeddingStore
+
+    planted = score_groups_on_planted(n_cases=settings.demo.group_cases, seed=settings.synth.seed,
+                                      config=settings.groups)
+    for mode in ("mass", "concepts"):
+        card.add(f"groups.{mode}.purity_rate", planted[mode]["purity_ge_0.95"], at_least=0.95,
+                 what=f"select={mode}: planted cases whose groups have mass-weighted purity >= 0.95")
+    card.add("groups.concepts.k_and_ari_rate", planted["concepts"]["k_eq_c_and_ari_ge_0.9"], at_least=0.9,
+             what="select=concepts: planted cases with k = c and adjusted Rand index >= 0.9")
+    card.add("groups.mass.k_eq_c", planted["mass"]["k_eq_c"],
+             what="select=mass: planted cases with k = c (the original rule over-splits concepts)")
+    directions = sae.decoder_directions()
+    names = [r.name for r in identity.records if r.dedicated]
+    records = {}
+    with EmbeddingStore.open(world_dir / "image.h5") as image:
+        for name in names:
+            codes = encode(sae, image.read_rows(image.rows_of(name)))
+            records[name] = name_groups(codes, directions, settings.groups, name=name).to_dict()
+    stabilities = [r["stability"] for r in records.values() if r.get("stability") is not None]
+    card.add("groups.name_stability_mean", float(np.mean(stabilities)) if stabilities else float("nan"),
+             what="dedicated names: share of grouped feature pairs that fall together across the name's rows")
+    _atomic_json(out / "groups.json", {"format_version": 1, "config": config_to_dict(settings.groups),
+                                       "names": records})
+
+
+def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scorecard, progress: bool) -> None:
+    from namesae.emergence import load_series, run_emergence, score_emergence, write_emergence
+
+    series = load_series(world_dir, train=settings.emergence_train)
+    result = run_emergence(series, settings.emergence, out_dir=out, progress=progress)
+    score = score_emergence(result, world_dir / "truth.json")
+    write_emergence(result, out, score=score)
+    card.add("emergence.within_1", score["emergence_within_1"], at_least=0.9,
+             what="dedicated names whose detected emergence index is within 1 of the planted onset")
+    card.add("emergence.no_emergence_compositional", score["no_emergence_compositional"], at_least=0.95,
+             what="compositional names that never emerge")
+    card.add("emergence.phase_agreement", score["phase_agreement"], at_least=0.8,
+             what="phase at the last checkpoint equals the planted phase")
+
+
+def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
+    from namesae.steer import score_world_ablation
+
+    features = {r.name: [f["feature"] for f in r.identity_features] for r in identity.records if r.dedicated}
+    summary = score_world_ablation(sae, world_dir, features)
+    card.add("steer.moved_to_parts", summary.share_moved, at_least=0.9,
+             what="found identities whose rows, identity features zeroed, end closer to their parts' "
+                  "prediction than to their own mean")
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(out / "ablation.json", summary.to_dict())
+
+
+def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, card: Scorecard) -> None:
+    from namesae.basis import score_basis_on_world
+    from namesae.sae import encode
+    from namesae.search import score_search_on_world
+
+    basis = score_basis_on_world(world_dir, k=settings.demo.basis_k)
+    card.add("basis.compositional_cosine", basis["compositional"]["reencoded_cosine"],
+             what="re-encoded cosine of compositional names painted from other names' parts")
+    card.add("basis.dedicated_cosine", basis["dedicated"]["reencoded_cosine"],
+             what="the same for dedicated names (should be lower)")
+    card.add("basis.auc", basis["auc"], at_least=0.9,
+             what="P(a compositional name paints better than a dedicated one)")
+    search = score_search_on_world(world_dir, codes=lambda x: encode(sae, x).numpy(),
+                                   directions=sae.decoder_directions().numpy())
+    for key in ("triggers", "cancellers"):
+        card.add(f"search.{key}_found", search[key]["found"] / max(search[key]["of"], 1), at_least=0.9,
+                 what=f"planted {key} found through the demo SAE's features ({search[key]['of']} planted)")
+    card.add("search.contrast_found", float(search["contrast"]["found"]), at_least=1.0,
+             what="beach vs office contrast ranks scene:beach first and scene:office last")
