@@ -547,7 +547,9 @@ def score_basis_on_world(world: Any, k: int = 4, template: str = DEFAULT_TEMPLAT
     first name and surname (a painting may not spell the name). The re-encoded cosines come from encoding the
     rendered prompts. Planted truth: compositional names are their parts (high cosine), dedicated names own an
     identity direction no other name carries (lower). Returns means per kind, their gap, the AUC (probability
-    that a compositional name scores above a dedicated one) and a one-sided Mann-Whitney p-value.
+    that a compositional name scores above a dedicated one) and a one-sided Mann-Whitney p-value. Each name is also
+    painted with its own parts allowed (only the full name withheld): `parts_recall_top3` is the share of its
+    planted parts (first name, surname) among the 3 largest-weight terms.
     """
     from scipy.stats import mannwhitneyu
 
@@ -573,16 +575,24 @@ def score_basis_on_world(world: Any, k: int = 4, template: str = DEFAULT_TEMPLAT
         else:
             t = x[names == rec.name].mean(0)
         p = paint(t, vocab, encoder, k=k, exclude=[rec.first, rec.last, rec.name])
+        # With its own parts allowed (only the full name itself withheld): are they the painting's top 3 terms?
+        own = paint(t, vocab, encoder, k=max(k, 3), exclude=[rec.name], choose="full")
+        top3 = [term.term for term in sorted(own.terms, key=lambda term: -term.weight)[:3]]
+        planted = [part for part in (rec.first, rec.last) if part]
         per_name.append({"name": rec.name, "dedicated": rec.dedicated, "phase": rec.phase, "prompt": p.prompt,
                          "cosine": p.cosine, "centered_cosine": p.centered_cosine,
                          "reencoded_cosine": p.reencoded_cosine,
-                         "reencoded_centered_cosine": p.reencoded_centered_cosine})
+                         "reencoded_centered_cosine": p.reencoded_centered_cosine,
+                         "own_parts_top3": top3,
+                         "parts_recall_top3": sum(part in top3 for part in planted) / max(len(planted), 1)})
     out: dict[str, Any] = {"k": k, "template": template, "target": target, "n_phrases": len(phrases)}
     for kind, flag in (("compositional", False), ("dedicated", True)):
         sel = [r for r in per_name if r["dedicated"] == flag]
         out[f"n_{kind}"] = len(sel)
         out[kind] = {m: float(np.mean([r[m] for r in sel])) if sel else None
-                     for m in ("cosine", "centered_cosine", "reencoded_cosine", "reencoded_centered_cosine")}
+                     for m in ("cosine", "centered_cosine", "reencoded_cosine", "reencoded_centered_cosine",
+                               "parts_recall_top3")}
+        out[kind]["reencoded_cosines"] = [r["reencoded_cosine"] for r in sel]  # the distribution, for plots
     comp = [r["reencoded_centered_cosine"] for r in per_name if not r["dedicated"]]
     ded = [r["reencoded_centered_cosine"] for r in per_name if r["dedicated"]]
     if comp and ded:

@@ -48,7 +48,7 @@ def train(
     store: Path = typer.Option(..., "--store", help="Embedding store (HDF5) to train on."),
     out: Path = typer.Option(..., "--out", help="Run folder: the final SAE (SAELens cfg.json + "
                              "sae_weights.safetensors, namesae.json, metrics.json), checkpoints/step_XXXXXX/, state/."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its \\[train] section sets TrainConfig "
+    config: Path = typer.Option(None, "--config", help="TOML file; its [train] section sets TrainConfig "
                                 "(architecture, d_sae, k, lr, steps, ...). Default: a TopK SAE at 8x width."),
     set_: list[str] = typer.Option([], "--set", help="Override one TrainConfig field, e.g. --set k=16 "
                                    "--set engine=saelens (repeatable; values in TOML syntax)."),

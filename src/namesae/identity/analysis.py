@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -209,16 +209,35 @@ def image_name_rows(store: EmbeddingStore) -> dict[str, np.ndarray]:
     return {name: part for name, part in zip(uniq, np.split(rows[order], bounds))}
 
 
-def choose_sigma(store: EmbeddingStore, name_rows: dict[str, np.ndarray], n_names: int) -> float | None:
+def _size_batches(name_rows: dict[str, np.ndarray], names: Sequence[str], batch_rows: int
+                  ) -> Iterator[tuple[int, list[str]]]:
+    """(m, names) batches of names with exactly m rows each, at most max(m, batch_rows) rows per batch."""
+    by_size: dict[int, list[str]] = {}
+    for name in names:
+        by_size.setdefault(len(name_rows[name]), []).append(name)
+    for m, group in sorted(by_size.items()):
+        per_batch = max(1, batch_rows // max(m, 1))
+        for start in range(0, len(group), per_batch):
+            yield m, group[start:start + per_batch]
+
+
+def _read_sets(store: EmbeddingStore, name_rows: dict[str, np.ndarray], batch: Sequence[str], m: int
+               ) -> tuple[np.ndarray, torch.Tensor]:
+    """The store rows of a batch of names with m rows each and their embeddings as [len(batch), m, d]."""
+    rows = np.concatenate([name_rows[n] for n in batch])
+    return rows, torch.as_tensor(store.read_rows(rows)).reshape(len(batch), m, store.dim)
+
+
+def choose_sigma(store: EmbeddingStore, name_rows: dict[str, np.ndarray], n_names: int,
+                 batch_rows: int = 8192) -> float | None:
     """Median pairwise distance between image rows of the same name, over up to n_names names spread evenly."""
     names = [n for n, r in name_rows.items() if len(r) >= 2]
     if not names:
         return None
     pick = [names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(n_names, len(names))).astype(int))]
-    dists = []
-    for name in pick:
-        x = torch.as_tensor(store.read_rows(name_rows[name])).unsqueeze(0)
-        dists.append(pairwise_distance_sample(x))
+    # Names of equal row count are read and measured together (the median does not depend on the order).
+    dists = [pairwise_distance_sample(_read_sets(store, name_rows, batch, m)[1])
+             for m, batch in _size_batches(name_rows, pick, batch_rows)]
     values = np.concatenate(dists)
     values = values[values > 0]
     return float(np.median(values)) if values.size else None
@@ -234,33 +253,28 @@ def image_measures(store: EmbeddingStore, config: IdentityConfig, ladders: Seque
         wanted = set(names)
         name_rows = {n: r for n, r in name_rows.items() if n in wanted}
     sigma = config.dse_sigma if config.dse_sigma is not None else choose_sigma(store, name_rows,
-                                                                                config.sigma_names)
+                                                                                config.sigma_names,
+                                                                                config.batch_rows)
     for lad in ladders:
         if lad.embeddings.shape[1] != store.dim:
             raise ConfigError(f"{store.path}: ladder '{lad.ladder.name}' embeddings have dim "
                               f"{lad.embeddings.shape[1]}, the image store {store.dim}; embed them with its encoder")
-    by_size: dict[int, list[str]] = {}
-    for name, rows in name_rows.items():
-        by_size.setdefault(len(rows), []).append(name)
     measures: dict[str, dict[str, float | None]] = {}
     attributes: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in name_rows}
     total = sum(len(r) for r in name_rows.values())
     with tqdm(total=total, desc="rigidity", unit="row", disable=not progress) as bar:
-        for m, group in sorted(by_size.items()):
-            per_batch = max(1, config.batch_rows // m)
-            for start in range(0, len(group), per_batch):
-                batch = group[start:start + per_batch]
-                rows = np.concatenate([name_rows[n] for n in batch])
-                x = torch.as_tensor(store.read_rows(rows)).reshape(len(batch), m, store.dim)
-                rig = rigidity_batch(x, config.epsilon, sigma if sigma else 1.0, config.dse_t).as_dict()
-                if sigma is None:
-                    rig["dse"] = np.full(len(batch), np.nan)
-                for i, name in enumerate(batch):
-                    measures[name] = {k: _finite(v[i]) for k, v in rig.items()}
-                for lad in ladders:
-                    for name, summary in zip(batch, attribute_batch(x, lad, config.ladder_scale)):
-                        attributes[name][lad.ladder.name] = summary
-                bar.update(rows.size)
+        for m, batch in _size_batches(name_rows, list(name_rows), config.batch_rows):
+            rows, x = _read_sets(store, name_rows, batch, m)
+            rig = rigidity_batch(x, config.epsilon, sigma if sigma else 1.0, config.dse_t).as_dict()
+            if sigma is None:
+                rig["dse"] = np.full(len(batch), np.nan)
+            columns = {k: v.tolist() for k, v in rig.items()}
+            for i, name in enumerate(batch):
+                measures[name] = {k: _finite(v[i]) for k, v in columns.items()}
+            for lad in ladders:
+                for name, summary in zip(batch, attribute_batch(x, lad, config.ladder_scale)):
+                    attributes[name][lad.ladder.name] = summary
+            bar.update(rows.size)
     return ImageMeasures(measures, attributes, {n: len(r) for n, r in name_rows.items()}, sigma)
 
 

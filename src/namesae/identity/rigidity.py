@@ -44,8 +44,9 @@ class RigidityBatch:
 
 def gram(x: torch.Tensor) -> torch.Tensor:
     """Gram matrices of a batch of row sets: x [B, m, d] -> [B, m, m] (float64)."""
-    x = x.double()
-    return x @ x.transpose(1, 2)
+    # numpy's stacked matmul runs one BLAS dgemm per set, several times faster on CPU than torch's float64 bmm.
+    xd = x.detach().cpu().numpy().astype(np.float64, copy=False)
+    return torch.from_numpy(xd @ xd.transpose(0, 2, 1))
 
 
 def centered(g: torch.Tensor) -> torch.Tensor:

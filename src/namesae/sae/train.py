@@ -186,7 +186,7 @@ def make_step(config: TrainConfig, trainer: Any) -> Callable[[Any, bool], Any]:
         use_fused_adam(trainer)
         return FusedTopKStep(trainer)
     if config.engine == "fast":
-        log.info("engine 'fast' has no fused step for architecture %r (its sparsity is not structural); "
+        log.debug("engine 'fast' has no fused step for architecture %r (its sparsity is not structural); "
                  "using the SAELens step", config.architecture)
 
     def saelens_step(batch: Any, want_stats: bool = False) -> StepStats | None:
