@@ -176,3 +176,48 @@ def test_features_cli_writes_stats_labels_and_top_names(tmp_path, monkeypatch, c
                                                                                 ("cy", round(0.6 / 2.6, 4))]
     assert [r["name"] for r in blue["top_rows"]] == ["bob", "bob", "cy"]
     assert (tmp_path / "out" / "features.csv").read_text().startswith("feature,frequency")
+
+
+def test_topk_store_statistics_take_the_sparse_path_and_equal_the_dense_codes(tmp_path):
+    import torch
+
+    from namesae.features import compute_feature_stats, iter_sparse_codes, sparse_encode, topk_sparse_k
+    from namesae.sae import build_sae_from_weights, encode
+
+    rng = np.random.default_rng(3)
+    d, d_sae, k, rows = 16, 48, 5, 300
+    w_dec = rng.normal(size=(d_sae, d)).astype(np.float32)
+    sae = build_sae_from_weights(w_dec.T, rng.normal(size=d_sae) * 0.1, w_dec, rng.normal(size=d) * 0.05,
+                                 space="toy:enc:image", architecture="topk", k=k)
+    assert topk_sparse_k(sae) == k
+    x = rng.normal(size=(rows, d)).astype(np.float32)
+    names = [f"n{i % 37}" for i in range(rows)]
+    store = write_store(tmp_path / "img.h5", x, names, ["p"] * rows, "image", "toy:enc:image")
+    codes = encode(sae, x)
+    # The sparse triples are exactly torch.nonzero of the dense codes, in the same order and with the same values.
+    r, f, v = sparse_encode(sae, x, k)
+    dr, df = torch.nonzero(codes, as_tuple=True)
+    np.testing.assert_array_equal(r, dr.numpy())
+    np.testing.assert_array_equal(f, df.numpy())
+    np.testing.assert_allclose(v, codes[dr, df].numpy(), rtol=1e-6, atol=1e-7)
+    cfg = FeatureConfig(batch_rows=64, top_rows=3, histogram_samples=4)
+    with EmbeddingStore.open(store) as s:
+        offsets = [offset for offset, _, _ in iter_sparse_codes(sae, s, np.arange(rows), 64)]
+        stats = compute_feature_stats(sae, s, cfg)
+    assert offsets == list(range(0, rows, 64))
+    ref = feature_stats_from_codes(codes.numpy(), names, cfg)
+    np.testing.assert_array_equal(stats.pair_feature, ref.pair_feature)
+    np.testing.assert_array_equal(stats.pair_name, ref.pair_name)
+    np.testing.assert_array_equal(stats.pair_count, ref.pair_count)
+    np.testing.assert_allclose(stats.pair_mass, ref.pair_mass, rtol=1e-5)
+    np.testing.assert_array_equal(stats.fire_count, ref.fire_count)
+    np.testing.assert_array_equal(stats.top_row, ref.top_row)
+    np.testing.assert_allclose(stats.act_max, ref.act_max, rtol=1e-6)
+    # A hooked model or a non-TopK SAE has no sparse shortcut: its codes come from the dense encoder.
+    handle = sae.model.hook_sae_acts_post.register_forward_hook(lambda module, inp, out: out * 2)
+    assert topk_sparse_k(sae) is None
+    handle.remove()
+    std = build_sae_from_weights(w_dec.T, np.zeros(d_sae), w_dec, np.zeros(d), space="toy:enc:image")
+    assert topk_sparse_k(std) is None
+    r2, f2, _ = sparse_encode(std, x, None)
+    assert r2.size == int((encode(std, x) > 0).sum())

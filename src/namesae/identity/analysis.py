@@ -221,11 +221,29 @@ def _size_batches(name_rows: dict[str, np.ndarray], names: Sequence[str], batch_
             yield m, group[start:start + per_batch]
 
 
-def _read_sets(store: EmbeddingStore, name_rows: dict[str, np.ndarray], batch: Sequence[str], m: int
-               ) -> tuple[np.ndarray, torch.Tensor]:
+def read_rows_bounded(store: EmbeddingStore, rows: np.ndarray, max_span: int) -> np.ndarray:
+    """store.read_rows(rows), read in pieces spanning fewer than max_span store rows each, so that rows scattered
+    over the store (names spread evenly, interleaved names) never pull one huge contiguous block into memory."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0 or int(rows.max()) - int(rows.min()) < max_span:
+        return store.read_rows(rows)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    out = np.empty((rows.size, store.dim), dtype=np.float32)
+    start = 0
+    while start < rows.size:
+        stop = int(np.searchsorted(ordered, ordered[start] + max_span, side="left"))
+        out[order[start:stop]] = store.read_rows(ordered[start:stop])
+        start = stop
+    return out
+
+
+def _read_sets(store: EmbeddingStore, name_rows: dict[str, np.ndarray], batch: Sequence[str], m: int,
+               max_span: int) -> tuple[np.ndarray, torch.Tensor]:
     """The store rows of a batch of names with m rows each and their embeddings as [len(batch), m, d]."""
     rows = np.concatenate([name_rows[n] for n in batch])
-    return rows, torch.as_tensor(store.read_rows(rows)).reshape(len(batch), m, store.dim)
+    x = read_rows_bounded(store, rows, max_span)
+    return rows, torch.as_tensor(x).reshape(len(batch), m, store.dim)
 
 
 def choose_sigma(store: EmbeddingStore, name_rows: dict[str, np.ndarray], n_names: int,
@@ -236,7 +254,8 @@ def choose_sigma(store: EmbeddingStore, name_rows: dict[str, np.ndarray], n_name
         return None
     pick = [names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(n_names, len(names))).astype(int))]
     # Names of equal row count are read and measured together (the median does not depend on the order).
-    dists = [pairwise_distance_sample(_read_sets(store, name_rows, batch, m)[1])
+    span = 2 * max(batch_rows, store.chunk_rows)
+    dists = [pairwise_distance_sample(_read_sets(store, name_rows, batch, m, span)[1])
              for m, batch in _size_batches(name_rows, pick, batch_rows)]
     values = np.concatenate(dists)
     values = values[values > 0]
@@ -263,8 +282,9 @@ def image_measures(store: EmbeddingStore, config: IdentityConfig, ladders: Seque
     attributes: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in name_rows}
     total = sum(len(r) for r in name_rows.values())
     with tqdm(total=total, desc="rigidity", unit="row", disable=not progress) as bar:
+        span = 2 * max(config.batch_rows, store.chunk_rows)
         for m, batch in _size_batches(name_rows, list(name_rows), config.batch_rows):
-            rows, x = _read_sets(store, name_rows, batch, m)
+            rows, x = _read_sets(store, name_rows, batch, m, span)
             rig = rigidity_batch(x, config.epsilon, sigma if sigma else 1.0, config.dse_t).as_dict()
             if sigma is None:
                 rig["dse"] = np.full(len(batch), np.nan)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -180,13 +181,28 @@ def _json_default(value: Any) -> Any:
 
 def _clean(value: Any) -> Any:
     """NaN/inf as None, recursively (JSON has no NaN)."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
+    kind = type(value)
+    if kind is dict:
+        return {k: _clean(v) for k, v in value.items()}
+    if kind is list:
+        return [_clean(v) for v in value]
+    if kind is float or isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
+
+
+def _json_with_rows(head: Mapping[str, Any], key: str, rows: Sequence[Any]) -> str:
+    """JSON of head plus head[key] = rows, the header indented and each row compact on its own line.
+
+    (json only uses its fast C encoder without indentation; one row per line keeps the file readable.)"""
+    text = json.dumps(dict(head), indent=1, default=_json_default)
+    body = ",\n".join(json.dumps(row, default=_json_default) for row in rows)
+    opening = text[:-2] + ",\n" if len(head) else "{\n"
+    return f"{opening} {json.dumps(key)}: [\n{body}\n ]\n}}"
 
 
 def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[str, Any] | None = None
@@ -198,10 +214,9 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
     z_keys = list(dict.fromkeys(k for row in rows for k in row if k.startswith("z_")))
     payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}),
                "config": config_to_dict(result.config), "dse_sigma": result.dse_sigma,
-               "prior_names": result.prior_names, "notes": result.notes, "fields": [*FIELDS, *z_keys],
-               "names": rows}
+               "prior_names": result.prior_names, "notes": result.notes, "fields": [*FIELDS, *z_keys]}
     json_path = out / "identity.json"
-    _atomic_write(json_path, json.dumps(payload, indent=1, default=_json_default))
+    _atomic_write(json_path, _json_with_rows(payload, "names", rows))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[*FIELDS, *z_keys], extrasaction="ignore")
     writer.writeheader()
@@ -221,10 +236,9 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     records = stats.records(store.names if store is not None else None,
                             store.prompts if store is not None else None)
     payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), "d_sae": stats.d_sae,
-               "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config),
-               "features": _clean(records)}
+               "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config)}
     json_path = out / "features.json"
-    _atomic_write(json_path, json.dumps(payload, indent=1, default=_json_default))
+    _atomic_write(json_path, _json_with_rows(payload, "features", _clean(records)))
     csv_path = out / "features.csv"
     buf = io.StringIO()
     stats.frame().to_csv(buf, index=False)
