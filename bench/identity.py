@@ -3,8 +3,9 @@
 Both sides run in their own subprocess on the same store and SAE (torch/BLAS limited to 2 threads); wall time
 and peak RSS (ru_maxrss from wait4) are measured per side, and the outputs are compared for agreement.
 
-- ours:     the real CLI, `namesae identity --sae DIR --store S` (sparse (feature, name) pairs, batched Gram
-            matrices for rigidity).
+- ours:     the real CLI, `namesae identity --sae DIR --store S` (TopK codes taken sparse from the encoder's
+            top-k, sparse (feature, name) pairs, Gram matrices of names with equal row counts batched for
+            rigidity, reads of bounded contiguous spans).
 - baseline: a straightforward dense implementation of the same measures: the same SAE encoding in batches,
             dense feature x name mass/count tables (np.add.at), dense precision/recall/identity tables, and per
             name np.cov (d x d), slogdet, pairwise cosines and the row-normalised diffusion operator's eigvals.
@@ -144,6 +145,7 @@ def main() -> None:
         start = time.perf_counter()
         sae_dir, store_path = make_inputs(root, args.names, args.rows, args.dim, args.features)
         build_seconds = time.perf_counter() - start
+        load_before = os.getloadavg()
         cli = str(Path(sys.executable).parent / "namesae")
         ours_out = root / "ours"
         ours = run_side([cli, "identity", "--sae", str(sae_dir), "--store", str(store_path), "--out", str(ours_out),
@@ -155,9 +157,13 @@ def main() -> None:
                      "sigma": produced["dse_sigma"], "t": config["dse_t"], "batch": 2048}
         baseline = run_side([sys.executable, __file__, "--side", "dense", "--args", json.dumps(base_args)])
         agreement = compare(ours_out / "identity.json", root / "baseline.json")
+        load_after = os.getloadavg()
     result = {
         "names": args.names, "rows_per_name": args.rows, "dim": args.dim, "features": args.features,
         "threads": 2, "input_build_seconds": round(build_seconds, 1),
+        # 1/5/15-minute load averages of the (shared, 2-core) machine around the two timed runs.
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in load_after],
         "ours": {"command": "namesae identity --sae DIR --store S", **ours},
         "baseline": {"command": "dense numpy (this file, --side dense)", **baseline},
         "speedup": round(baseline["seconds"] / ours["seconds"], 2),

@@ -90,11 +90,13 @@ def test_a_dedicated_full_name_carries_its_identity_and_its_separated_parts_do_n
     apart = encoder.encode_text([f"a photo of {ded.first}, {ded.last}"])[0]
     assert together @ u > 0.3
     assert abs(apart @ u) < 0.05
-    comp = _full(world, False)[0]
-    x = encoder.raw_vector(f"a photo of {comp.name}")
-    for label, v in world.directions.items():
-        if label.startswith("identity:"):
-            assert abs(x @ v) < 0.06, label
+    # A compositional name carries no identity direction; its parts' tokens are random directions, so they overlap
+    # each identity direction a little (token_strength 0.3 over 64 dimensions: std 0.05 per direction).
+    for comp in _full(world, False):
+        x = encoder.raw_vector(f"a photo of {comp.name}")
+        for label, v in world.directions.items():
+            if label.startswith("identity:"):
+                assert abs(x @ v) < 0.2, (comp.name, label)
 
 
 def test_triggers_switch_on_their_direction_harder_than_the_plain_word(world, encoder):
@@ -186,9 +188,13 @@ def test_compositional_names_are_painted_well_and_dedicated_names_poorly(world):
     score = score_basis_on_world(world, k=4)
     comp, ded = score["compositional"], score["dedicated"]
     assert score["n_compositional"] == 30 and score["n_dedicated"] == 10
-    assert comp["reencoded_cosine"] > 0.97 and comp["reencoded_centered_cosine"] > 0.9
-    assert ded["reencoded_centered_cosine"] < 0.75
-    assert score["centered_gap"] > 0.25 and score["auc"] > 0.95 and score["mannwhitney_p"] < 1e-4
+    # Painted from other names' parts, a compositional name misses only its own parts' tokens.
+    assert comp["reencoded_cosine"] > 0.9 and comp["reencoded_centered_cosine"] > 0.75
+    assert ded["reencoded_centered_cosine"] < 0.65
+    assert score["centered_gap"] > 0.2 and score["auc"] > 0.95 and score["mannwhitney_p"] < 1e-4
+    # With its own parts allowed, a compositional name's planted parts are its top terms; a dedicated name's
+    # identity takes weight from them.
+    assert comp["parts_recall_top3"] >= 0.8 > ded["parts_recall_top3"]
     # The same holds for image targets (a name's mean generation).
     image = score_basis_on_world(world, k=4, target="image")
     assert image["centered_gap"] > 0.15 and image["auc"] > 0.9

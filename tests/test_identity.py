@@ -213,6 +213,32 @@ def test_sigma_defaults_to_the_median_within_name_distance_and_single_rows_are_u
     assert got.n_image_rows == {"a": 2, "b": 3, "solo": 1}
 
 
+def test_interleaved_names_in_small_batches_match_the_reference_per_name(tmp_path):
+    from namesae.identity.analysis import read_rows_bounded
+
+    # Rows written seed-major (every name's rows scattered over the whole store), names of 3, 4 and 6 rows.
+    rng = np.random.default_rng(4)
+    sizes = {f"n{i}": (3, 4, 6)[i % 3] for i in range(30)}
+    rows = [(name, j) for j in range(6) for name, m in sizes.items() if j < m]
+    x = rng.normal(size=(len(rows), 5)) + 0.5
+    path = write_store(tmp_path / "img.h5", x, [n for n, _ in rows], ["a photo"] * len(rows), "image",
+                       "test:enc:image", chunk_rows=8)
+    with EmbeddingStore.open(path) as store:
+        index = store.name_index()
+        scattered = np.concatenate([index["n7"], index["n0"], index["n29"]])
+        np.testing.assert_array_equal(read_rows_bounded(store, scattered, 5), store.read_rows(scattered))
+        got = image_measures(store, IdentityConfig(epsilon=EPS, dse_sigma=1.3, batch_rows=10))
+        whole = image_measures(store, IdentityConfig(epsilon=EPS, dse_sigma=1.3))
+        auto = image_measures(store, IdentityConfig(epsilon=EPS, batch_rows=10)).sigma
+        single = image_measures(store, IdentityConfig(epsilon=EPS)).sigma
+        for name in sizes:
+            ref = rigidity_reference(store.read_rows(index[name]), EPS, 1.3)
+            for key, value in ref.items():
+                assert got.measures[name][key] == pytest.approx(value, rel=1e-7, abs=1e-9), (name, key)
+                assert whole.measures[name][key] == pytest.approx(value, rel=1e-7, abs=1e-9), (name, key)
+    assert auto == pytest.approx(single, rel=1e-12)
+
+
 def test_store_without_image_rows_reports_rigidity_unavailable_not_zero(tmp_path):
     rng = np.random.default_rng(0)
     names = ["Ann Lee", "Ann", "Lee", "<template>"]

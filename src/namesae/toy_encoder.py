@@ -42,7 +42,7 @@ import numpy as np
 from namesae.errors import NamesaeError
 from namesae.synth import ATTRIBUTE_PRIOR, ATTRIBUTES, World, load_world
 from namesae.synth.config import BASE_LABEL, ETHNICITY_WORDS, PART_GROUP_WEIGHT, age_mix
-from namesae.synth.world import MIX_PRIOR, Truth
+from namesae.synth.world import MIX_PRIOR, Truth, token_vector
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class ToyTextEncoder:
         self._records = {rec.name: rec for rec in truth.names}
         self._first = {rec.name.lower(): rec for rec in truth.names if rec.kind == "first"}
         self._last = {rec.name.lower(): rec for rec in truth.names if rec.kind == "last"}
+        self._token = {rec.name: token_vector(truth, rec) for rec in truth.names if rec.kind in ("first", "last")}
         self._full = {(rec.first.lower(), rec.last.lower()): rec for rec in truth.names if rec.kind == "full"}
         clashes = sorted(w for w in set(self._first) | set(self._last)
                          if (w,) in self._plain or w in TRIGGERS or w in CANCELLERS or w in STOP_WORDS)
@@ -300,12 +301,13 @@ class ToyTextEncoder:
         return self._mix({f"{g}:{v}": p for g, dist in biases.items() for v, p in dist.items()})
 
     def part_vector(self, name: str) -> np.ndarray:
-        """What a lone first name or surname adds [d]: attribute_strength x its bias vector."""
+        """What a lone first name or surname adds [d]: attribute_strength x its bias vector + its token."""
         rec = self._records[name]
-        return self.truth.config.attribute_strength * self._bias_vector(rec.attribute_biases)
+        return self.truth.config.attribute_strength * self._bias_vector(rec.attribute_biases) + self._token[name]
 
     def full_name_vector(self, first: str, last: str) -> np.ndarray:
-        """What "First Last" adds [d]: the world's mix of the parts' biases (+ identity if a dedicated name)."""
+        """What "First Last" adds [d]: the world's mix of the parts' biases, both parts' tokens (+ identity if a
+        dedicated name)."""
         f, l = self._first[first.lower()], self._last[last.lower()]
         config = self.truth.config
         mixed: dict[str, dict[str, float]] = {}
@@ -315,7 +317,7 @@ class ToyTextEncoder:
             prior = _prior(group)
             mixed[group] = {v: (sf * f.attribute_biases[group][v] + sl * l.attribute_biases[group][v]
                                 + MIX_PRIOR * prior[v]) / (sf + sl + MIX_PRIOR) for v in values}
-        out = config.attribute_strength * self._bias_vector(mixed)
+        out = config.attribute_strength * self._bias_vector(mixed) + self._token[f.name] + self._token[l.name]
         rec = self._full.get((first.lower(), last.lower()))
         if rec is not None and rec.identity_direction is not None:
             h = 1.0 if self.checkpoint is None else rec.identity_fraction[self.checkpoint]

@@ -173,6 +173,11 @@ class SynthConfig:
     """Relative spread of a generation's scene, style, attribute and identity coefficients at rigidity 0
     (scaled by 1 - rigidity)."""
     text_noise: float = 0.05
+    token_strength: float = 0.3
+    """Norm of each name part's own token direction in text rows: a seeded random unit direction per first name
+    and surname (superposed over the whole space), carried by the part's text rows and by every full name that
+    contains it. It is what lets a name's parts be recognised in its text embedding; 0 leaves parts as nothing but
+    their attribute biases. Image rows do not carry tokens."""
     """Norm of the fixed noise of each text row (one per prompt; text encoders are deterministic)."""
     phase_edges: tuple[float, float, float, float, float] = (0.0, 0.3, 0.55, 0.8, 1.0)
     """Rigidity bands of phases 1..4: a phase-p name draws its rigidity uniformly in [edges[p-1], edges[p])."""
@@ -230,7 +235,7 @@ class SynthConfig:
         if not 0.0 < self.onset_fraction < 1.0:
             raise ConfigError(f"onset_fraction must be strictly between 0 and 1, got {self.onset_fraction}")
         for name in ("base_strength", "attribute_strength", "scene_strength", "style_strength", "jitter",
-                     "text_noise"):
+                     "text_noise", "token_strength"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"{name} must be a number >= 0, got {value!r}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from namesae.synth.config import ATTRIBUTES, TEMPLATE_FILLER, TEMPLATES, vocabulary_phrases
-from namesae.synth.world import Truth, base_vector, bias_vector, rng_for, template_vector
+from namesae.synth.world import Truth, base_vector, bias_vector, rng_for, template_vector, token_vector
 
 VOCAB_WEIGHT = 1.0  # coefficient of a vocabulary phrase's directions next to the base
 
@@ -118,7 +118,7 @@ def text_parts(truth: Truth) -> RowParts:
         prompts.append(TEMPLATES[t][0].format(TEMPLATE_FILLER))
     for i, rec in enumerate(truth.names):
         rng = rng_for(config, "text", i)
-        own = config.attribute_strength * bias_vector(truth, rec)
+        own = config.attribute_strength * bias_vector(truth, rec) + token_vector(truth, rec)
         u = rec.identity_strength * truth.directions[rec.identity_direction] \
             if rec.identity_direction is not None else np.zeros(d)
         for t in range(config.n_templates):

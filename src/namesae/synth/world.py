@@ -41,7 +41,8 @@ from namesae.synth.config import (ATTRIBUTE_PRIOR, ATTRIBUTES, BASE_LABEL, N_SHA
                                   SynthConfig, shared_labels)
 
 # One random stream per purpose, so that each part of the world is reproducible on its own.
-STREAMS = {"directions": 1, "names": 2, "parts": 3, "full": 4, "phases": 5, "image": 6, "text": 7, "vocab": 8}
+STREAMS = {"directions": 1, "names": 2, "parts": 3, "full": 4, "phases": 5, "image": 6, "text": 7, "vocab": 8,
+           "tokens": 9}
 MIX_PRIOR = 0.05  # weight of the prior when a full name's part biases are mixed
 
 
@@ -297,9 +298,29 @@ def template_vector(truth: Truth, template: int) -> np.ndarray:
         config.style_strength * truth.directions[index[f"style:{style}"]]
 
 
+def part_token(truth: Truth, part: str) -> np.ndarray:
+    """The unit token direction of a first name or surname [d] (seeded by the part's position among the names)."""
+    index = next((i for i, r in enumerate(truth.names) if r.name == part and r.kind in ("first", "last")), None)
+    if index is None:
+        raise KeyError(f"{part!r} is not a first name or surname of this world")
+    v = rng_for(truth.config, "tokens", index).normal(size=truth.directions.shape[1])
+    return v / np.linalg.norm(v)
+
+
+def token_vector(truth: Truth, record: NameTruth) -> np.ndarray:
+    """token_strength x the tokens a name's text carries [d]: its own (a part) or both parts' (a full name)."""
+    parts = [record.name] if record.kind in ("first", "last") else [p for p in (record.first, record.last) if p]
+    out = np.zeros(truth.directions.shape[1])
+    if truth.config.token_strength > 0:
+        for part in parts:
+            out += truth.config.token_strength * part_token(truth, part)
+    return out
+
+
 def name_text_vector(truth: Truth, record: NameTruth, identity_fraction: float = 1.0) -> np.ndarray:
-    """The name's own content in its text rows [d]: attribute_strength x bias vector + its identity part."""
-    out = truth.config.attribute_strength * bias_vector(truth, record)
+    """The name's own content in its text rows [d]: attribute_strength x bias vector + its parts' tokens + its
+    identity part."""
+    out = truth.config.attribute_strength * bias_vector(truth, record) + token_vector(truth, record)
     if record.identity_direction is not None:
         out = out + identity_fraction * record.identity_strength * truth.directions[record.identity_direction]
     return out
@@ -312,7 +333,8 @@ def base_vector(truth: Truth) -> np.ndarray:
 
 def compositional_prediction(truth: Truth, name: str, modality: str = "image", template: int | None = None
                              ) -> np.ndarray:
-    """Unit [d] embedding the name would have if it were only its parts: base + parts' attribute mix + scenario.
+    """Unit [d] embedding the name would have if it were only its parts: base + parts' attribute mix + scenario
+    (+ the parts' tokens in text).
 
     The scenario part is the given template's scene/style, or their mean over the world's templates. For a
     compositional name this is the expected direction of its rows; for a dedicated name the distance to it is
@@ -325,6 +347,8 @@ def compositional_prediction(truth: Truth, name: str, modality: str = "image", t
     scenario = template_vector(truth, template) if template is not None else \
         np.mean([template_vector(truth, t) for t in range(n_templates)], axis=0)
     x = base_vector(truth) + scenario + truth.config.attribute_strength * bias_vector(truth, record)
+    if modality == "text":
+        x = x + token_vector(truth, record)
     return x / np.linalg.norm(x)
 
 
