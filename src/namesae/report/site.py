@@ -295,11 +295,16 @@ def _site_plots(run: _Run, identity: list[dict], out: Path) -> list[str]:
                         dtype=float)
 
     dedicated = np.array([bool(r.get("dedicated")) for r in identity])
-    trace, cos_mean, dedication = column("trace"), column("cos_mean"), column("dedication")
-    ok = np.isfinite(trace) & np.isfinite(cos_mean)
+    trace, dedication = column("trace"), column("dedication")
+    # Two measures that are not tied: for unit-norm rows the mean pairwise cosine is a function of tr(Σ), so the
+    # second axis is the diffusion spectral entropy (or the log-det when DSE is missing).
+    second, second_label = column("dse"), "diffusion spectral entropy"
+    if not np.isfinite(second).any():
+        second, second_label = column("logdet"), "log det(Σ + εI)"
+    ok = np.isfinite(trace) & np.isfinite(second)
     if ok.sum() >= 3:
-        plots.scatter_plot(trace[ok], cos_mean[ok], out / "diversity.png", "total variance tr(Σ)",
-                           "mean pairwise cosine", "Diversity of names' generations", colour=dedication[ok],
+        plots.scatter_plot(trace[ok], second[ok], out / "diversity.png", "total variance tr(Σ)",
+                           second_label, "Diversity of names' generations", colour=dedication[ok],
                            colour_label="dedication", highlight=dedicated[ok],
                            annotate=[n for n, k in zip(names, ok) if k])
         made.append("diversity.png")
