@@ -118,7 +118,11 @@ def compare(ours_path: Path, base_path: Path) -> dict:
     base = json.loads(base_path.read_text())
     names = sorted(base)
     agree = float(np.mean([ours[n]["dedicated"] == base[n]["dedicated"] for n in names]))
-    out = {"names_compared": len(names), "dedicated_agreement": agree}
+    # How many names each side calls dedicated (with this TopK SAE few or none pass tau_p, so the continuous
+    # dedication = max precision·recall below is the informative comparison).
+    out = {"names_compared": len(names), "dedicated_agreement": agree,
+           "dedicated_ours": int(sum(ours[n]["dedicated"] for n in names)),
+           "dedicated_baseline": int(sum(base[n]["dedicated"] for n in names))}
     for key in ("dedication", "trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse"):
         a = np.array([ours[n][key] for n in names], dtype=float)
         b = np.array([base[n][key] for n in names], dtype=float)

@@ -144,11 +144,13 @@ class Scorecard:
             what: str = "") -> None:
         """Record a measured value and, when a bound is given, whether it meets it."""
         target, passed = None, None
+        if hasattr(value, "item"):  # numpy scalars: JSON-ready Python numbers, and bool comparisons
+            value = value.item()
         number = value if isinstance(value, (int, float)) and value == value else None
         if at_least is not None:
-            target, passed = f">= {at_least:g}", number is not None and number >= at_least
+            target, passed = f">= {at_least:g}", bool(number is not None and number >= at_least)
         elif at_most is not None:
-            target, passed = f"<= {at_most:g}", number is not None and number <= at_most
+            target, passed = f"<= {at_most:g}", bool(number is not None and number <= at_most)
         if isinstance(value, float):
             value = round(value, 4)
         self.lines.append(ScoreLine(key, value, target, passed, what))
