@@ -45,6 +45,11 @@ def make_run(root: Path, n_names: int = 12) -> Path:
     (root / "world" / "truth.json").write_text(json.dumps({"names": [
         {"name": n, "dedicated": i % 3 == 0, "frequency": 10.0 ** (i % 5 + 1), "phase": 3}
         for i, n in enumerate(names)]}))
+    (root / "basis.json").write_text(json.dumps({"k": 4, "names": [
+        {"name": n, "prompt": f"a photo of {INJECTION} and Kieb", "reencoded_cosine": 0.9} for n in names[:3]]}))
+    (root / "search.json").write_text(json.dumps({"demo_sae": {"triggers": {"items": [
+        {"trigger": INJECTION, "feature": 0, "found": True, "best": "a photo of x, charcoal"}]}},
+        "planted_dictionary": {"triggers": {"items": [{"trigger": "w", "feature": 0, "found": True}]}}}))
     img_dir = root / "world" / "images"
     img_dir.mkdir()
     rows, row_names, paths = [], [], []
@@ -75,6 +80,11 @@ def test_report_escapes_names_and_links_every_page(tmp_path):
             assert (page.parent / link).exists(), f"{page.name} links to missing {link}"
     name_page = next(p for p in site.glob("names/*.html") if "Zoë Ñandú" in p.read_text())
     assert "<img" in name_page.read_text() and "Emergence" in name_page.read_text()
+    first = next(p.read_text() for p in site.glob("names/*.html") if "<h1>Name 0</h1>" in p.read_text())
+    assert "Name basis" in first and "&lt;script&gt;alert(1)&lt;/script&gt; and Kieb" in first
+    feature0 = (site / "features" / "f000000.html").read_text()
+    assert "Feature search" in feature0 and "demo_sae / triggers" in feature0 and "charcoal" in feature0
+    assert "planted_dictionary" not in feature0  # the planted dictionary's ids are not this SAE's features
 
 
 def test_report_of_an_empty_folder_says_what_to_run(tmp_path):

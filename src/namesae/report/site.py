@@ -31,6 +31,8 @@ DEFAULT_ARTEFACTS = {
     "groups": "groups.json",
     "emergence": "emergence/emergence.json",
     "truth": "world/truth.json",
+    "basis": "basis.json",
+    "search": "search.json",
     "image_store": "world/image.h5",
     "sae": "sae",
 }
@@ -118,6 +120,8 @@ class _Run:
         self.features = _records(_read_json(self.paths["features"]), ("features", "records"))
         self.groups = _read_json(self.paths["groups"]) or {}
         self.emergence = _read_json(self.paths["emergence"]) or {}
+        self.basis = _read_json(self.paths["basis"]) or {}
+        self.search = _read_json(self.paths["search"]) or {}
         truth = _read_json(self.paths["truth"]) or {}
         self.truth = {r["name"]: r for r in _records(truth, ("names",))}
         if not self.identity and not self.features and not self.scorecard:
@@ -133,6 +137,23 @@ def _name_groups(groups: Any, name: str) -> list[dict]:
         if isinstance(entry, list):
             return [g for g in entry if isinstance(g, dict)]
     return []
+
+
+def entries_with(data: Any, key: str, value: Any, where: str = "") -> list[tuple[str, dict]]:
+    """Every mapping inside a JSON document whose `key` equals `value`, with the path of sections leading to it
+    (e.g. ("demo_sae / triggers", {...})); lists of numbers inside an entry are left out."""
+    found: list[tuple[str, dict]] = []
+    if isinstance(data, dict):
+        if data.get(key) == value and not isinstance(data.get(key), bool):
+            found.append((where, {k: v for k, v in data.items()
+                                  if k != key and not (isinstance(v, list) and len(v) > 8)}))
+        for k, v in data.items():
+            if isinstance(v, (dict, list)):
+                found += entries_with(v, key, value, f"{where} / {k}" if where else str(k))
+    elif isinstance(data, list):
+        for item in data:
+            found += entries_with(item, key, value, where)
+    return found
 
 
 def _emergence_entry(emergence: Any, name: str) -> dict | None:
@@ -248,6 +269,7 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
             attributes=attrs, feature_pages={k: "../" + v for k, v in feature_pages.items()},
             groups=_name_groups(run.groups, name), emergence=emerg, curve=curve,
             truth=run.truth.get(name), medoid=rel_image(medoids[name], 1) if name in medoids else None,
+            basis=[entry for _, entry in entries_with(run.basis, "name", name)],
             images=[rel_image(p, 1) for p in images.get(name, [])[:16]],
         )
         (out / name_pages[name]).write_text(page, encoding="utf-8")
@@ -260,6 +282,8 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
             stats=[(k, v) for k, v in feat.items() if isinstance(v, (int, float, str, bool)) and k != "feature"],
             histogram=plots.svg_histogram(np.asarray(acts, dtype=float)) if acts else "",
             name_pages={k: "../" + v for k, v in name_pages.items()},
+            search=[(where, entry) for where, entry in entries_with(run.search, "feature", fid)
+                    if "planted_dictionary" not in where],
         )
         (out / feature_pages[fid]).write_text(page, encoding="utf-8")
 
