@@ -7,8 +7,8 @@ compositional (compositional names never emerge) and phase_agreement (phase at t
 planted one there). Targets: >= 0.90, >= 0.95, >= 0.80. The same world with the planted directions as the
 dictionary ("oracle SAE") is scored too, which separates the analysis from SAE training.
 
-    python bench/emergence.py                       # default world (seed 0), TopK k=12, 512 features
-    python bench/emergence.py --k 32 --steps 1000 --batch-size 1024
+    python bench/emergence.py                       # default world (seed 0), the demo's SAE settings (JumpReLU)
+    python bench/emergence.py --architecture topk --k 12 --steps 3000 --batch-size 256 --lr 2e-3 --name emergence_topk12
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/namesae-bench-emergence"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--k", type=int, default=12)
+    ap.add_argument("--architecture", default="jumprelu", help="SAE architecture (default: the demo's)")
+    ap.add_argument("--k", type=int, default=12, help="k of the TopK family")
+    ap.add_argument("--l0", type=float, default=0.005, help="l0 coefficient of JumpReLU")
     ap.add_argument("--d-sae", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="emergence")
     args = ap.parse_args()
@@ -78,8 +80,12 @@ def main() -> None:
     print("oracle", {k: oracle_score[k] for k in ("emergence_within_1", "no_emergence_compositional",
                                                   "phase_agreement")}, flush=True)
 
-    train = {"architecture": "topk", "k": args.k, "d_sae": args.d_sae, "steps": args.steps,
+    train = {"architecture": args.architecture, "d_sae": args.d_sae, "steps": args.steps,
              "batch_size": args.batch_size, "lr": args.lr}
+    if args.architecture == "jumprelu":
+        train["l0_coefficient"] = args.l0
+    elif args.architecture != "standard":
+        train["k"] = args.k
     start = time.perf_counter()
     trained = run_emergence(synth_world_series(root, train), EmergenceConfig(), out / "trained", progress=True)
     seconds = time.perf_counter() - start

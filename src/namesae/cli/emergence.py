@@ -9,13 +9,13 @@ import typer
 
 def emergence(
     series: Path = typer.Option(..., "--series", help="Series spec: a TOML/JSON file listing the points (store, "
-                                "sae or a \\[train] config, axis value; see `namesae.emergence.series`), or a folder: "
+                                "sae or a [train] config, axis value; see `namesae.emergence.series`), or a folder: "
                                 "a synthetic world written by `namesae synth` (its progression/ checkpoints)."),
     out: Path = typer.Option(..., "--out", help="Folder for emergence.json/.csv, curves.csv, families.csv, plots "
                              "and the SAEs trained for points without one (out/saes/<label>)."),
-    config: Path = typer.Option(None, "--config", help="TOML file: \\[emergence] (EmergenceConfig), "
-                                "\\[emergence.phases] (phase thresholds), \\[train] (TrainConfig for points without an "
-                                "SAE; overrides the spec's \\[train])."),
+    config: Path = typer.Option(None, "--config", help="TOML file: [emergence] (EmergenceConfig), "
+                                "[emergence.phases] (phase thresholds), [train] (TrainConfig for points without an "
+                                "SAE; overrides the spec's [train])."),
     truth: Path = typer.Option(None, "--truth", help="A synthetic world's truth.json (or its folder) to score "
                                "against (default: the spec's `truth`, or the world given as --series)."),
     frequencies: Path = typer.Option(None, "--frequencies", help="Name frequencies (CSV name,frequency or JSON "

@@ -12,7 +12,7 @@ def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the world into (created if missing)."),
     config: Path | None = typer.Option(
         None, "--config", "-c",
-        help="TOML file with a \\[synth] table (fields of namesae.synth.SynthConfig); defaults otherwise."),
+        help="TOML file with a [synth] table (fields of namesae.synth.SynthConfig); defaults otherwise."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the world (overrides the config's)."),
 ) -> None:
     """Write a synthetic name world with planted ground truth: image, text and vocabulary stores, a progression
