@@ -78,6 +78,22 @@ def test_small_demo_writes_every_output_and_prints_the_scorecard(small_run):
         card["seconds"])
 
 
+def test_the_demo_report_has_a_page_per_name_and_every_link_resolves(small_run):
+    run, _ = small_run
+    site = run / "report"
+    identity = json.loads((run / "identity.json").read_text())["names"]
+    pages = sorted(site.glob("names/*.html"))
+    assert len(pages) == len(identity) and list(site.glob("features/*.html"))
+    index = (site / "index.html").read_text()
+    assert "identity.dedicated_recall" in index  # the scorecard is on the index
+    for page in [site / "index.html", *pages, *sorted(site.glob("features/*.html"))[:50]]:
+        for link in re.findall(r'(?:href|src)="([^"#]+)', page.read_text()):
+            assert (page.parent / link).exists(), f"{page.name} links to missing {link}"
+    dedicated = next(r["name"] for r in identity if r["dedicated"])
+    page = next(p.read_text() for p in pages if f"<h1>{dedicated}</h1>" in p.read_text())
+    assert "Identity features" in page and "Emergence" in page and "Name basis" in page
+
+
 def test_scorecard_numbers_are_recomputed_from_the_run_outputs(small_run):
     """The identity lines follow from identity.json and truth.json alone; nothing is copied from the truth."""
     run, _ = small_run
