@@ -70,8 +70,9 @@ def test_report_escapes_names_and_links_every_page(tmp_path):
     index = result.index.read_text()
     assert INJECTION not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
     assert result.n_name_pages == 12 and result.n_feature_pages == 12
-    assert {"diversity.png", "dedication_vs_frequency.png", "phase_map.png", "map_within_similarity.png"} <= set(
-        result.plots)
+    assert {"diversity.png", "dedication_vs_frequency.png", "phase_map.png", "map_within_similarity.png",
+            "map_names.png"} <= set(result.plots)
+    assert "map_decade.png" not in result.plots  # invented names: no US peak decade is known
     site = result.index.parent
     for page in [result.index, *site.glob("names/*.html"), *site.glob("features/*.html")]:
         html = page.read_text()
@@ -126,3 +127,21 @@ def test_report_works_in_headless_chromium_from_file_url(tmp_path):
             browser.close()
     assert (tmp_path / "name.png").stat().st_size > 1000
     assert errors == []
+
+
+def test_names_with_known_first_names_get_a_peak_decade_map(tmp_path):
+    from namesae.names import first_names, peak_decade
+
+    firsts = [r.name for r in first_names(decade=1950, sex="F", top=8)]
+    assert peak_decade("Linda Smith") == 1950 and peak_decade("Mary") == 1920
+    assert peak_decade("Zzyzx Qwerty") is None
+    rng = np.random.default_rng(1)
+    root = tmp_path / "run"
+    (root / "world").mkdir(parents=True)
+    names = [f"{f} Jones" for f in firsts]
+    rows = rng.normal(size=(len(names) * 3, 8))
+    write_store(root / "world" / "image.h5", rows, [n for n in names for _ in range(3)], ["a photo"] * len(rows),
+                "image", space="test:image")
+    (root / "identity.json").write_text(json.dumps({"names": [{"name": n, "n_rows": 3} for n in names]}))
+    result = build_report(root, tmp_path / "site")
+    assert "map_decade.png" in result.plots and "map_names.png" not in result.plots  # no images on disk

@@ -116,6 +116,24 @@ def first_names(decade: int | None = None, sex: str | None = None, top: int | No
     return sorted(rows, key=lambda r: (r.decade, r.sex, r.rank))
 
 
+@cache
+def _peak_decades() -> dict[str, tuple[int, int]]:
+    """First name -> (count, peak decade) of its more common sex."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in csv.DictReader(io.StringIO(_data_text("first_name_totals.csv"))):
+        count, decade = int(r["count"]), int(r["peak_decade"])
+        if count > out.get(r["name"], (-1, 0))[0]:
+            out[r["name"]] = (count, decade)
+    return out
+
+
+def peak_decade(name: str) -> int | None:
+    """Decade in which a first name (or the first word of a full name) was most given in the US; None if unknown."""
+    words = name.split()
+    entry = _peak_decades().get(words[0]) if words else None
+    return entry[1] if entry else None
+
+
 def name_frequency(name: str, sex: str | None = None) -> int:
     """Total US births given this first name 1880-2017 (both sexes unless `sex`); 0 if rarer than 1000."""
     if sex is not None and sex.upper() not in SEXES:

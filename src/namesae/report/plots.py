@@ -72,6 +72,36 @@ def scatter_plot(
         plt.close(fig)
 
 
+def thumbnail_map(coords: np.ndarray, path: Path, title: str, thumbnails: dict[int, str],
+                  colour: np.ndarray | None = None, colour_label: str = "", categorical: bool = False,
+                  zoom_px: int = 28) -> Path:
+    """A 2-D map of names (t-SNE coordinates [n, 2]) with small images at some points ({index: png path})."""
+    plt = _figure()
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.0))
+    if colour is None:
+        points = ax.scatter(coords[:, 0], coords[:, 1], s=12, color="#3182bd", alpha=0.7, linewidths=0)
+    else:
+        points = ax.scatter(coords[:, 0], coords[:, 1], s=14, c=colour, cmap="tab20" if categorical else "viridis",
+                            alpha=0.8, linewidths=0)
+        if not categorical:
+            fig.colorbar(points, ax=ax, label=colour_label)
+    for i, image_path in thumbnails.items():
+        with Image.open(image_path) as img:
+            thumb = np.asarray(img.convert("RGB").resize((zoom_px, zoom_px)))
+        ax.add_artist(AnnotationBbox(OffsetImage(thumb, zoom=1.0), (coords[i, 0], coords[i, 1]), frameon=True,
+                                     pad=0.1))
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    ax.set_title(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def phase_map(names: Sequence[str], axis_values: Sequence[float], phases: np.ndarray, path: Path,
               axis_label: str = "checkpoint", max_names: int = 80) -> Path:
     """Names x series heat map coloured by phase (1-4; 0 = unknown)."""

@@ -186,8 +186,10 @@ def _image_rows(store_path: Path) -> tuple[dict[str, list[str]], dict[str, str]]
     return by_name, medoids
 
 
-def _embedding_map(store_path: Path, out: Path, seed: int = 0) -> list[str]:
-    """t-SNE map of per-name mean image embeddings, coloured by within-name similarity."""
+def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None = None, seed: int = 0,
+                   max_thumbnails: int = 48) -> list[str]:
+    """t-SNE maps of per-name mean image embeddings: coloured by name with medoid thumbnails (when images exist),
+    by within-name similarity, and by the first name's US peak decade (when at least 5 names are known)."""
     from namesae.store import EmbeddingStore
 
     if not store_path.is_file():
@@ -216,7 +218,24 @@ def _embedding_map(store_path: Path, out: Path, seed: int = 0) -> list[str]:
     path = plots.scatter_plot(coords[:, 0], coords[:, 1], out / "map_within_similarity.png", "t-SNE 1",
                               "t-SNE 2", "Names' mean image embeddings (t-SNE)", colour=within,
                               colour_label="mean within-name cosine")
-    return [path.name]
+    made = [path.name]
+    with_images = [i for i, n in enumerate(uniq) if medoids and n in medoids]
+    if with_images:
+        # Thumbnails of names spread over the map: every k-th name in order of the first t-SNE coordinate.
+        order = sorted(with_images, key=lambda i: (coords[i, 0], coords[i, 1]))
+        step = max(1, len(order) // max_thumbnails)
+        thumbs = {i: medoids[uniq[i]] for i in order[::step][:max_thumbnails]}
+        made.append(plots.thumbnail_map(coords, out / "map_names.png", "Names (colour) and their medoid generations",
+                                        thumbs, colour=np.arange(len(uniq)) % 20, categorical=True).name)
+    from namesae.names import peak_decade
+
+    decade = np.array([peak_decade(str(n)) or np.nan for n in uniq], dtype=float)
+    if np.isfinite(decade).sum() >= 5:
+        known = np.isfinite(decade)
+        made.append(plots.scatter_plot(coords[known, 0], coords[known, 1], out / "map_decade.png", "t-SNE 1",
+                                       "t-SNE 2", "Names by the US peak decade of their first name",
+                                       colour=decade[known], colour_label="peak decade (US births)").name)
+    return made
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, max_feature_pages: int = 2000
@@ -250,7 +269,7 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
     feature_pages = {feature_id(f): f"features/f{feature_id(f):06d}.html" for f in features}
     images, medoids = _image_rows(run.paths["image_store"])
 
-    plot_files = _site_plots(run, identity, out / "plots")
+    plot_files = _site_plots(run, identity, out / "plots", medoids)
 
     def rel_image(path: str, depth: int) -> str:
         return os.path.relpath(path, out if depth == 0 else out / "names")
@@ -309,7 +328,7 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def _site_plots(run: _Run, identity: list[dict], out: Path) -> list[str]:
+def _site_plots(run: _Run, identity: list[dict], out: Path, medoids: dict[str, str]) -> list[str]:
     """The site's large figures; each is drawn only when its data exists."""
     made: list[str] = []
     names = [str(r.get("name")) for r in identity]
@@ -347,5 +366,5 @@ def _site_plots(run: _Run, identity: list[dict], out: Path) -> list[str]:
         plots.phase_map([str(r.get("name")) for r in phased], axis, grid, out / "phase_map.png",
                         axis_label=str(run.emergence.get("axis", "checkpoint")))
         made.append("phase_map.png")
-    made.extend(_embedding_map(run.paths["image_store"], out))
+    made.extend(_embedding_map(run.paths["image_store"], out, medoids))
     return made
