@@ -187,7 +187,7 @@ def _image_rows(store_path: Path) -> tuple[dict[str, list[str]], dict[str, str]]
 
 
 def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None = None, seed: int = 0,
-                   max_thumbnails: int = 48) -> list[str]:
+                   max_thumbnails: int = 40) -> list[str]:
     """t-SNE maps of per-name mean image embeddings: coloured by name with medoid thumbnails (when images exist),
     by within-name similarity, and by the first name's US peak decade (when at least 5 names are known)."""
     from namesae.store import EmbeddingStore
@@ -221,10 +221,16 @@ def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None =
     made = [path.name]
     with_images = [i for i, n in enumerate(uniq) if medoids and n in medoids]
     if with_images:
-        # Thumbnails of names spread over the map: every k-th name in order of the first t-SNE coordinate.
-        order = sorted(with_images, key=lambda i: (coords[i, 0], coords[i, 1]))
-        step = max(1, len(order) // max_thumbnails)
-        thumbs = {i: medoids[uniq[i]] for i in order[::step][:max_thumbnails]}
+        # Thumbnails that do not overlap: greedy, in a seeded random order, each at least a tenth of the map's
+        # extent away from those already placed.
+        span = float(np.ptp(coords, axis=0).max()) or 1.0
+        placed: list[int] = []
+        for i in np.random.default_rng(seed).permutation(with_images):
+            if len(placed) == max_thumbnails:
+                break
+            if all(np.linalg.norm(coords[i] - coords[j]) >= 0.1 * span for j in placed):
+                placed.append(int(i))
+        thumbs = {i: medoids[uniq[i]] for i in placed}
         made.append(plots.thumbnail_map(coords, out / "map_names.png", "Names (colour) and their medoid generations",
                                         thumbs, colour=np.arange(len(uniq)) % 20, categorical=True).name)
     from namesae.names import peak_decade
