@@ -23,6 +23,7 @@ from namesae.basis import (
     render_painting,
     score_basis_on_world,
     sparse_nonnegative_fit,
+    sparse_nonnegative_fit_batch,
     term_prompt,
     walk_axis,
     write_vocabulary,
@@ -153,6 +154,46 @@ def test_the_fit_obeys_what_a_prompt_can_say():
     assert render_painting([("elderly", "phrase"), ("Sullivan", "last"), ("Vicki", "first")]) == \
         "a photo of Vicki Sullivan, elderly"
     assert term_prompt("elderly", "phrase") == "a photo of a person, elderly"
+
+
+def test_the_batched_fit_equals_the_per_target_fit():
+    rng = np.random.default_rng(2)
+    atoms = rng.normal(size=(300, 32))
+    atoms[40] = atoms[7]  # an exact tie: both take the lower index
+    nudge = np.random.default_rng(3).normal(size=(21, 32))
+    atoms[41:61] = atoms[8] + 3e-7 * nudge[1:]  # near-ties with atom 8 that float32 misorders, float64 not
+    atoms[50] = 0.0  # a zero atom is never chosen
+    copies = [i for i in range(41, 61) if i != 50]
+    kinds = ["first"] * 100 + ["last"] * 100 + ["full"] * 50 + ["phrase"] * 50
+    reference = rng.normal(size=32)
+    targets = np.empty((23, 32))
+    targets[:20] = np.array([0.6 * reference + rng.uniform(0.2, 1.0, 3) @ atoms[rng.choice(300, 3, replace=False)]
+                             + 0.05 * rng.normal(size=32) for _ in range(20)])
+    targets[20] = 0.3 * reference + atoms[7] + atoms[8] + 0.05 * nudge[0]
+    targets[21] = reference  # nothing to add after the reference: one step
+    targets[22] = reference - atoms[5]  # only reachable with a negative weight
+    for kw in ({}, {"kinds": kinds, "max_per_kind": {"first": 1, "last": 1, "full": 1}}):
+        batched = sparse_nonnegative_fit_batch(targets, atoms, reference, k=4, batch=5, **kw)
+        singles = [sparse_nonnegative_fit(target, atoms, reference, k=4, **kw) for target in targets]
+        assert len(batched) == len(targets)
+        for fit, single in zip(batched, singles):
+            assert len(fit.steps) == len(single.steps)
+            for a, b in zip(fit.steps, single.steps):
+                assert a.indices == b.indices
+                np.testing.assert_allclose(a.weights, b.weights, rtol=1e-9, atol=1e-12)
+                assert a.reference_weight == pytest.approx(b.reference_weight, rel=1e-9, abs=1e-12)
+                assert a.cosine == pytest.approx(b.cosine, abs=1e-12)
+                np.testing.assert_allclose(a.fit, b.fit, rtol=1e-9, atol=1e-12)
+        if not kw:  # the near-tie went to the copy with the best float64 score
+            unit = atoms / np.maximum(np.linalg.norm(atoms, axis=1, keepdims=True), 1e-300)
+            near = [8, *copies]
+            best = near[int(np.argmax(unit[near] @ (targets[20] - singles[20].steps[1].fit)))]
+            assert best != 8 and best in batched[20].final.indices
+            alone = sparse_nonnegative_fit_batch(targets[20:21], atoms, reference, k=4)[0]
+            assert alone.final.indices == singles[20].final.indices
+    assert len(batched[21].steps) == 1
+    with pytest.raises(NamesaeError, match="shapes disagree"):
+        sparse_nonnegative_fit_batch(targets[0], atoms, reference, k=4)
 
 
 # ---- painting ----------------------------------------------------------------------------------------------
