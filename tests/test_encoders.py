@@ -178,3 +178,30 @@ def test_dim_is_measured_when_the_vision_tower_does_not_state_it(tiny):
         assert enc.dim == 64
     finally:
         tiny.model.visual = original
+
+
+def test_text_encoding_stops_at_the_longest_prompt_and_equals_the_full_context_forward(tiny):
+    """encode_text runs the text tower only up to the longest prompt's end (the mask is causal and pooling is at
+    the end-of-text token, so the padding after it cannot change the output); it equals open_clip's own forward."""
+    import torch
+
+    from namesae.encoders import _trimmable, encode_text_trimmed
+
+    texts = ["Vicki", "a photo of Barack Obama", "", "a portrait painting of Zoë Ñandú in a kitchen at night, "
+             "with friends and a dog and a very long tail of words that reaches the end of the context window"]
+    tokens = tiny.tokenizer(texts)
+    assert _trimmable(tiny.model)
+    with torch.inference_mode():
+        np.testing.assert_allclose(encode_text_trimmed(tiny.model, tokens).numpy(),
+                                   tiny.model.encode_text(tokens).numpy(), rtol=0, atol=2e-6)
+        short = tiny.tokenizer(texts[:2])
+        np.testing.assert_allclose(encode_text_trimmed(tiny.model, short).numpy(),
+                                   tiny.model.encode_text(short).numpy(), rtol=0, atol=2e-6)
+    # A tower that pools at the last position would see the cut: it keeps the full forward.
+    tiny.model.text_pool_type = "last"
+    try:
+        assert not _trimmable(tiny.model)
+        with torch.inference_mode():
+            assert torch.equal(encode_text_trimmed(tiny.model, short), tiny.model.encode_text(short))
+    finally:
+        tiny.model.text_pool_type = "argmax"

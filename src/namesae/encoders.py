@@ -157,6 +157,41 @@ def _finish(x: Any, normalize: bool) -> np.ndarray:
 
 
 # ---- open_clip ---------------------------------------------------------------------------------------------
+def _trimmable(model: Any) -> bool:
+    """Whether padding can be cut from this model's text input without changing its output: an open_clip CLIP
+    text tower with a causal mask (positions never attend to later ones) that pools at the end-of-text token."""
+    import open_clip
+
+    mask = getattr(model, "attn_mask", None)
+    if type(model) is not open_clip.model.CLIP or mask is None or model.text_pool_type not in ("argmax", "eos"):
+        return False
+    upper = mask.triu(1)
+    return bool(mask.dim() == 2 and upper.numel() > 0 and upper[0, -1] == float("-inf") and (mask.tril() == 0).all())
+
+
+def encode_text_trimmed(model: Any, tokens: Any) -> Any:
+    """open_clip `encode_text` of a batch of token ids, run only up to the longest prompt's end instead of the
+    full context (padding after the end-of-text token cannot reach it through a causal mask); the same output."""
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    if not _trimmable(model):
+        return model.encode_text(tokens)
+    nonzero = (tokens != 0).int()
+    length = int((nonzero * torch.arange(1, tokens.shape[1] + 1, device=tokens.device)).amax()) or 1
+    text = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else \
+            x @ model.text_projection
+    return x
+
+
 class ClipEncoder:
     """An open_clip model with its tokenizer and image preprocessing, encoding in batches to float32 numpy."""
 
@@ -202,7 +237,7 @@ class ClipEncoder:
         with torch.inference_mode():
             for part in _batches(len(texts), self.batch_size):
                 tokens = self.tokenizer(texts[part]).to(self.device)
-                parts.append(_finish(self.model.encode_text(tokens), self.normalized))
+                parts.append(_finish(encode_text_trimmed(self.model, tokens), self.normalized))
         return np.concatenate(parts[1:]) if len(parts) > 1 else parts[0]
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
