@@ -343,26 +343,24 @@ def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scoreca
 def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
     import numpy as np
     import torch
-    from safetensors.numpy import load_file
 
     from namesae.steer import ZeroGroup, sae_functions, score_world_ablation, steer_embeddings
     from namesae.store import EmbeddingStore
-    from namesae.synth import compositional_prediction, load_truth, load_world
+    from namesae.synth import compositional_prediction, load_world
 
+    world = load_world(world_dir)
     features = {r.name: [f["feature"] for f in r.identity_features] for r in identity.records if r.dedicated}
-    summary = score_world_ablation(sae, world_dir, features)
+    summary = score_world_ablation(sae, world, features, store=world_dir / "image.h5")
     # Scored against the truth only here: how much of each name's planted identity direction the edit removes.
-    truth = {r["name"]: r for r in load_truth(world_dir)["names"]}
-    directions = load_file(str(world_dir / "directions.safetensors"))["directions"]
+    planted = {r.name: r.identity_direction for r in world.names}
     encode, decode = sae_functions(sae)
     removed, ceiling = {}, {}
-    world = load_world(world_dir)
     with EmbeddingStore.open(world_dir / "image.h5") as image:
         for name, feats in features.items():
-            row = truth.get(name, {}).get("identity_direction")
+            row = planted.get(name)
             if row is None or not feats:
                 continue  # a found identity the world did not plant: counted by identity.dedicated_precision
-            u = directions[row] / np.linalg.norm(directions[row])
+            u = world.truth.directions[row] / np.linalg.norm(world.truth.directions[row])
             x = torch.from_numpy(image.read_rows(image.rows_of(name)))
             edited = steer_embeddings(x, [ZeroGroup(tuple(feats))], encode, decode).embeddings.numpy()
             before, after = float((x.numpy() @ u).mean()), float((edited @ u).mean())

@@ -161,21 +161,25 @@ def _trimmable(model: Any) -> bool:
     """Whether padding can be cut from this model's text input without changing its output: an open_clip CLIP
     text tower with a causal mask (positions never attend to later ones) that pools at the end-of-text token."""
     import open_clip
+    import torch
 
     mask = getattr(model, "attn_mask", None)
     if type(model) is not open_clip.model.CLIP or mask is None or model.text_pool_type not in ("argmax", "eos"):
         return False
-    upper = mask.triu(1)
-    return bool(mask.dim() == 2 and upper.numel() > 0 and upper[0, -1] == float("-inf") and (mask.tril() == 0).all())
+    if mask.dim() != 2 or mask.shape[0] != mask.shape[1] or mask.shape[0] < 2:
+        return False
+    strictly_upper = torch.ones_like(mask, dtype=torch.bool).triu(1)
+    return bool(torch.isneginf(mask[strictly_upper]).all() and (mask[~strictly_upper] == 0).all())
 
 
-def encode_text_trimmed(model: Any, tokens: Any) -> Any:
+def encode_text_trimmed(model: Any, tokens: Any, trimmable: bool | None = None) -> Any:
     """open_clip `encode_text` of a batch of token ids, run only up to the longest prompt's end instead of the
-    full context (padding after the end-of-text token cannot reach it through a causal mask); the same output."""
+    full context (padding after the end-of-text token cannot reach it through a causal mask); the same output.
+    `trimmable`: `_trimmable(model)` when the caller has it already (checked here otherwise)."""
     import torch
     from open_clip.transformer import text_global_pool
 
-    if not _trimmable(model):
+    if not (_trimmable(model) if trimmable is None else trimmable):
         return model.encode_text(tokens)
     nonzero = (tokens != 0).int()
     length = int((nonzero * torch.arange(1, tokens.shape[1] + 1, device=tokens.device)).amax()) or 1
@@ -208,6 +212,7 @@ class ClipEncoder:
         self.precision = precision
         self.normalized = bool(normalize)
         self.batch_size = int(batch_size)
+        self._trim = _trimmable(model)  # checked once: encode_text is the hot path
         dim = getattr(getattr(model, "visual", None), "output_dim", None)
         self.dim = int(dim) if dim else 0
         if not self.dim:  # towers that do not say (timm, hf): measure once
@@ -237,7 +242,7 @@ class ClipEncoder:
         with torch.inference_mode():
             for part in _batches(len(texts), self.batch_size):
                 tokens = self.tokenizer(texts[part]).to(self.device)
-                parts.append(_finish(encode_text_trimmed(self.model, tokens), self.normalized))
+                parts.append(_finish(encode_text_trimmed(self.model, tokens, self._trim), self.normalized))
         return np.concatenate(parts[1:]) if len(parts) > 1 else parts[0]
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
