@@ -15,10 +15,9 @@ The scorecard (`scorecard.json`) is a list of lines with stable keys, documented
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -146,7 +145,7 @@ class Scorecard:
         target, passed = None, None
         if hasattr(value, "item"):  # numpy scalars: JSON-ready Python numbers, and bool comparisons
             value = value.item()
-        number = value if isinstance(value, (int, float)) and value == value else None
+        number = value if isinstance(value, (int, float)) and not math.isnan(value) else None
         if at_least is not None:
             target, passed = f">= {at_least:g}", bool(number is not None and number >= at_least)
         elif at_most is not None:
@@ -267,7 +266,13 @@ def _train(settings: DemoSettings, world_dir: Path, sae_dir: Path, card: Scoreca
 
 def _identity(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard,
               progress: bool) -> Any:
-    from namesae.identity import load_prior_names, run_identity, score_identity, write_features, write_identity
+    from namesae.identity import (
+        load_prior_names,
+        run_identity,
+        score_identity,
+        write_features,
+        write_identity,
+    )
     from namesae.store import EmbeddingStore
     from namesae.synth import load_truth
 
@@ -397,21 +402,26 @@ def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out
 
 
 def _steer_images(sae: Any, world_dir: Path, name: str, features: list[int], out: Path) -> None:
-    """`namesae steer` on one found identity: its mean image embedding, identity features zeroed, decoded by a tiny
-    random Kandinsky 2.2 built in the SAE's space (the images show the mechanics, not a face)."""
-    import typer
+    """Steer one found identity as `namesae steer` does: its mean image embedding, identity features zeroed, decoded
+    by a tiny random Kandinsky 2.2 built in the SAE's space (the images show the mechanics, not a face)."""
+    from namesae.pipelines import info_dict, load_decoder, quiet_loading, resolve_model
+    from namesae.steer import ZeroGroup, sae_functions
+    from namesae.steer.images import source_from_store, steer_images, write_steer_outputs
+    from namesae.store import EmbeddingStore
 
-    from namesae.cli import app
-
-    _atomic_json(out / "identity_group.json", {"identity": features})
-    args = ["steer", "--sae", str(sae.path), "--edit", '[{"op": "zero", "group": "identity"}]',
-            "--groups", str(out / "identity_group.json"), "--name", name, "--store", str(world_dir / "image.h5"),
-            "--model", f"tiny:{out / 'tiny_kandinsky22'}", "--seed", "0", "--seed", "1", "--out", str(out)]
-    said = io.StringIO()
-    with contextlib.redirect_stdout(said):  # the command's own lines go to the log, not to the demo's output
-        typer.main.get_command(app).main(args, standalone_mode=False)
-    log.info("demo steer: %s", said.getvalue().strip())
-
+    quiet_loading()
+    model = resolve_model("kandinsky22", f"tiny:{out / 'tiny_kandinsky22'}", space=sae.space, dim=sae.d_in)
+    decoder = load_decoder("kandinsky22", model)
+    with EmbeddingStore.open(world_dir / "image.h5") as image:
+        source = source_from_store(image, name=name)
+    encode, decode = sae_functions(sae)
+    edits = [ZeroGroup(tuple(features))]
+    steered = steer_images(source.embedding, edits, encode, decode, decoder, [0, 1], scale=source.scale)
+    meta = {"namesae": "demo steer", "sae": {"dir": str(sae.path), "space": sae.space, "d_in": sae.d_in,
+                                             "d_sae": sae.d_sae},
+            "decoder": info_dict(decoder.info, decoder.settings), "source": source.describe()}
+    files = write_steer_outputs(out, steered, meta)
+    log.info("demo steer: %s, identity features %s zeroed: %s", name, features, files.grid)
 
 def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard) -> None:
     from namesae.basis import score_basis_on_world
