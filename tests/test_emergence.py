@@ -162,7 +162,11 @@ def test_identity_feature_and_its_scenario_coverage_by_hand():
     feats = name_features(grouped, tau_p=0.8, tau_r=0.2)
     assert feats.identity_feature[i["B"]] == 2 and feats.scenario_coverage[i["B"]] == 0.25
     assert feats.dedication[i["A"]] == pytest.approx(1.0)
-    assert feats.dedication[i["C"]] == pytest.approx(1 / 3)  # feature 0: precision 1/3, recall 1
+    mass = name_features(grouped, tau_p=0.8, tau_r=0.2, rule="mass_share")
+    assert mass.dedication[i["C"]] == pytest.approx(1 / 3)  # feature 0: mass share 1/3, recall 1
+    # Under the rank rule feature 0's 24 tied firings exceed its list (2 x 8 rows): a run of ties cut by the list
+    # is not evaluated, so C's best is 0; A's feature 1 is still found.
+    assert feats.dedication[i["C"]] == 0.0
 
 
 def test_scenario_agreement_separates_following_from_ignoring_the_prompt():
@@ -195,9 +199,10 @@ def test_family_link_shows_a_shared_feature_splitting_into_a_names_own():
     large = unit_rows(torch.tensor(np.stack([e[1], e[0], e[0] + 0.6 * e[3], e[2]])))  # 2: X's own, from 0
     before = grouped_stats_from_codes(*_codes_for({"X": [[0]] * 3, "Y": [[0, 1]] * 3, "Z": [[0, 2]] * 3}, 3))
     after = grouped_stats_from_codes(*_codes_for({"X": [[2]] * 3, "Y": [[1, 0]] * 3, "Z": [[1, 3]] * 3}, 4))
-    fb, fa = name_features(before, 0.8, 0.5), name_features(after, 0.8, 0.5)
+    # Hand values in mass share (every activation here is 1.0: ties that the rank rule does not split).
+    fb, fa = name_features(before, 0.8, 0.5, "mass_share"), name_features(after, 0.8, 0.5, "mass_share")
     assert not fb.dedicated[0] and fa.dedicated[0]
-    links = name_links(fb, before.by_name, small, fa, large, tau_p=0.8, min_cosine=0.5)
+    links = name_links(fb, before.by_name, small, fa, large, tau_p=0.8, min_cosine=0.5, rule="mass_share")
     x = links["X"]
     assert x["feature"] == 2 and x["identity"] and x["parent"] == 0
     assert x["parent_cosine"] == pytest.approx(1 / np.sqrt(1.36), abs=1e-6)
@@ -562,7 +567,7 @@ def test_trained_saes_find_planted_onsets_on_the_synthetic_progression(small_wor
 
 
 def test_change_point_is_reported_only_for_a_real_step():
-    cfg = EmergenceConfig()
+    cfg = EmergenceConfig(rule="mass_share")  # hand values in mass share (activations all 1.0: ties)
     points = []
     # "step" gains its own feature at point 2; "flat" shares feature 0 with "step" at every point.
     for i, own in enumerate((False, False, True, True)):
@@ -576,7 +581,7 @@ def test_change_point_is_reported_only_for_a_real_step():
     # (gain 1) and is reported; with a higher jump threshold it is not.
     assert result["flat"].change.gain == pytest.approx(1.0)
     assert result["flat"].change.index == 2
-    strict = assemble(points, [None] * 4, "step", EmergenceConfig(min_change_jump=0.2)).by_name()
+    strict = assemble(points, [None] * 4, "step", EmergenceConfig(min_change_jump=0.2, rule="mass_share")).by_name()
     assert strict["flat"].change.index is None and strict["step"].change.index == 2
 
 

@@ -106,7 +106,7 @@ NAMES = ["ann", "ann", "bob", "bob", "bob"]
 
 def test_identity_features_dedication_and_shares_match_hand_computed_values():
     stats = feature_stats_from_codes(CODES, NAMES)
-    ann, bob = identity_records(stats, IdentityConfig(tau_p=0.9, tau_r=0.5))
+    ann, bob = identity_records(stats, IdentityConfig(tau_p=0.9, tau_r=0.5, rule="mass_share"))
     # ann: feature 0 has precision 3/3 and recall 2/2.
     assert ann.dedicated and [f["feature"] for f in ann.identity_features] == [0]
     assert ann.dedication == pytest.approx(1.0)
@@ -117,7 +117,59 @@ def test_identity_features_dedication_and_shares_match_hand_computed_values():
     assert bob.dedication == pytest.approx(max(0.8 * 2 / 3, 1 / 3))
     assert bob.top_features[0]["feature"] == 1 and bob.top_features[0]["n_names"] == 2
     # Lower the precision threshold and feature 1 becomes bob's identity feature.
-    assert identity_records(stats, IdentityConfig(tau_p=0.8, tau_r=0.5))[1].dedicated
+    assert identity_records(stats, IdentityConfig(tau_p=0.8, tau_r=0.5, rule="mass_share"))[1].dedicated
+
+
+def test_strongest_rule_matches_hand_computed_rank_precision_and_recall():
+    stats = feature_stats_from_codes(CODES, NAMES)
+    ann, bob = identity_records(stats, IdentityConfig(tau_p=0.9, tau_r=0.5))
+    # Feature 0 fires on ann's two rows only: after 2 firings both are ann's (precision 1, recall 2/2).
+    assert ann.dedicated and [f["feature"] for f in ann.identity_features] == [0]
+    # Feature 1's firings, strongest first: bob 3.0, ann 1.0 (row 0, earlier), bob 1.0. For bob: c=1 gives
+    # precision 1, recall 1/3; c=3 gives 2/3 and 2/3 (the best product, 4/9). Feature 2: 1 and 1/3.
+    assert not bob.dedicated
+    assert bob.dedication == pytest.approx(4 / 9)
+    assert identity_records(stats, IdentityConfig(tau_p=0.6, tau_r=0.6))[1].dedicated
+
+
+def test_strongest_rule_ignores_weak_fill_that_defeats_mass_share():
+    # A name's identity feature fires at 1.0 on its 8 rows; TopK-like fill puts 0.05 on 400 rows of 50 other
+    # names. Mass share: 8 / (8 + 20) = 0.29, below tau_p; among the strongest 8 firings all are the name's.
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(51), 8)
+    codes = np.zeros((ids.size, 2), dtype=np.float32)
+    codes[ids == 0, 0] = 1.0 + 0.1 * rng.random(8)
+    codes[ids > 0, 0] = 0.05
+    codes[:, 1] = rng.random(ids.size)  # a shared feature on every row
+    stats = feature_stats_from_codes(codes, [f"n{i}" for i in ids])
+    strongest = identity_records(stats, IdentityConfig())
+    mass = identity_records(stats, IdentityConfig(rule="mass_share"))
+    assert strongest[0].dedicated and not any(r.dedicated for r in strongest[1:])
+    assert not mass[0].dedicated
+
+
+def test_strongest_rule_matches_dense_reference_on_random_codes():
+    from namesae.identity.reference import dense_rank_precision_recall
+
+    rng = np.random.default_rng(5)
+    codes = (np.maximum(rng.normal(size=(240, 20)), 0) * (rng.random((240, 20)) < 0.3)).astype(np.float32)
+    ids = rng.integers(0, 24, size=240)
+    for f in range(8):
+        codes[ids == f, f] = 2.0 + rng.random(int((ids == f).sum()))
+    names = [f"n{i}" for i in ids]
+    stats = feature_stats_from_codes(codes, names)
+    order = {n: i for i, n in enumerate(stats.names)}
+    local = np.array([order[n] for n in names])
+    for tau_p, tau_r in ((0.8, 0.5), (0.5, 0.3)):
+        depth = 2 * int(np.bincount(local).max())
+        prec, rec = dense_rank_precision_recall(codes, local, len(stats.names), tau_p, tau_r, depth)
+        got_p, got_r = stats.rank_precision_recall(tau_p, tau_r)
+        np.testing.assert_allclose(got_p, prec[stats.pair_feature, stats.pair_name])
+        np.testing.assert_allclose(got_r, rec[stats.pair_feature, stats.pair_name])
+        dedicated, dedication, _ = dense_identity(prec, rec, tau_p, tau_r)
+        recs = identity_records(stats, IdentityConfig(tau_p=tau_p, tau_r=tau_r))
+        assert [r.dedicated for r in recs] == dedicated.tolist()
+        np.testing.assert_allclose([r.dedication for r in recs], dedication)
 
 
 def test_identity_records_match_dense_reference_on_random_codes():
@@ -130,7 +182,7 @@ def test_identity_records_match_dense_reference_on_random_codes():
     mass, count = dense_mass_count(codes, ids, 30)
     prec, rec = dense_precision_recall(mass, count, np.full(30, 10))
     dedicated, dedication, feats = dense_identity(prec, rec, 0.5, 0.5)
-    recs = identity_records(stats, IdentityConfig(tau_p=0.5, tau_r=0.5))
+    recs = identity_records(stats, IdentityConfig(tau_p=0.5, tau_r=0.5, rule="mass_share"))
     assert [r.dedicated for r in recs] == dedicated.tolist()
     np.testing.assert_allclose([r.dedication for r in recs], dedication)
     assert [sorted(f["feature"] for f in r.identity_features) for r in recs] == [sorted(f) for f in feats]

@@ -9,6 +9,12 @@ Definitions (DESIGN.md, "The science"), for SAE codes f = SAE.encode(x) >= 0 of 
 - mass(j, n)          = sum of f_j over the rows of name n
 - precision(j, n)     = mass(j, n) / sum_n' mass(j, n')      (how much of feature j's mass belongs to n)
 - recall(j, n)        = fraction of n's rows with f_j > 0    (how reliably j fires on n)
+- strongest firings   : each feature's L highest activations (L = min(rank_rows, 2 x the largest name's rows)),
+                        with the name of each row. For a pair
+                        (j, n) and a prefix of c of them, h_c = how many are rows of n;
+                        rank precision = h_c / c, rank recall = h_c / (rows of n), at the prefix c that best
+                        qualifies (`rank_precision_recall`). Rank-based, so weak fill activations that TopK
+                        spreads over every code do not dilute it, and it does not fall as the store grows.
 - label(j)            = the vocabulary phrase whose embedding has the highest cosine to the decoder direction d_j;
                         margin(j) = that cosine minus the runner-up phrase's cosine.
 """
@@ -56,6 +62,11 @@ class FeatureConfig:
     """Consolidate pending (feature, name) pairs once this many have accumulated (bounds memory)."""
     seed: int = 0
     """Seed of the histogram sample (the sample is a deterministic function of row, feature and seed)."""
+    rank_rows: int = 512
+    """Most strongest firings kept per feature for the rank precision and recall of the identity rule
+    (`rule = "strongest"`); the lists hold min(this, 2 x the largest name's row count) entries, so the verdict is
+    exact for every name with at most rank_rows / 2 rows and tau_p >= 0.5 (a larger name is measured over its
+    feature's strongest `rank_rows` firings)."""
 
     def __post_init__(self) -> None:
         if self.kind not in (None, "text", "image"):
@@ -63,7 +74,7 @@ class FeatureConfig:
         for name in ("batch_rows", "batch_bytes", "merge_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("top_rows", "top_names", "histogram_samples"):
+        for name in ("top_rows", "top_names", "histogram_samples", "rank_rows"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
@@ -101,6 +112,86 @@ class FeatureStats:
     row_index: np.ndarray | None = None  # int64 [n_rows] store row of each seen row (None: rows 0..n_rows-1)
     labels: FeatureLabels | None = None
     config: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    rank_feature: np.ndarray | None = None  # int64 [R] strongest firings, sorted by feature then activation desc
+    rank_name: np.ndarray | None = None  # int64 [R] name index of each
+    rank_value: np.ndarray | None = None  # float32 [R]
+
+    def rank_precision_recall(self, tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.0
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """Rank precision and recall of every stored pair, float64 [P] each (see the module docstring).
+
+        Walking down feature j's strongest firings, after c of them h_c are rows of n: precision h_c / c, recall
+        h_c / rows(n). A prefix qualifies when it meets both thresholds and its gap is >= min_gap: the median of
+        n's activations in the prefix over the median of the feature's next c firings (the feature's rest; an
+        unknown rest, past a truncated list, fails; no rest at all passes). The prefix reported is the qualifying
+        one with the highest precision·recall, or, when none qualifies, the highest precision·recall overall
+        (longer prefix on ties)."""
+        n_pairs = self.pair_feature.size
+        prec, rec = np.zeros(n_pairs), np.zeros(n_pairs)
+        if self.rank_feature is None:
+            raise NamesaeError("these feature statistics hold no strongest-firing lists (rank_rows = 0); "
+                               "recompute them with rank_rows > 0 or use rule = 'mass_share'")
+        if n_pairs == 0 or self.rank_feature.size == 0:
+            return prec, rec
+        n_names = max(len(self.names), 1)
+        f, value = self.rank_feature, self.rank_value
+        start = np.searchsorted(f, f, side="left")
+        rank = np.arange(f.size) - start  # 0-based position within the feature's list
+        # Prefixes end only at the end of a run of equal activations (ties are not split by row order), and a
+        # run that touches the end of a truncated list (the feature fired more often than it holds) is not
+        # evaluated: its end is unknown.
+        new_run = np.r_[True, (f[1:] != f[:-1]) | (value[1:] != value[:-1])]
+        run_id = np.cumsum(new_run) - 1
+        run_end = np.r_[np.flatnonzero(new_run)[1:], f.size][run_id]  # exclusive end index of each entry's run
+        length = np.bincount(f, minlength=self.d_sae)
+        list_end = start + length[f]
+        cut = (run_end == list_end) & (self.fire_count[f] > length[f])
+        pair_keys = self.pair_feature * n_names + self.pair_name  # sorted (feature, then name)
+        keys = f * n_names + self.rank_name
+        pos = np.minimum(np.searchsorted(pair_keys, keys), n_pairs - 1)
+        ok = pair_keys[pos] == keys
+        ends = (run_end - start)[ok]  # c: firings up to the end of the entry's run
+        pos, rank, cut, vals, fstart = pos[ok], rank[ok], cut[ok], value[ok], start[ok]
+        order = np.lexsort((rank, pos))
+        pos, ends, cut, vals, fstart = pos[order], ends[order], cut[order], vals[order], fstart[order]
+        first = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+        h = np.arange(pos.size) - np.repeat(first, np.diff(np.r_[first, pos.size])) + 1
+        # Within a run, the pair's last entry holds its full count h at c = the run's end; earlier entries of
+        # the same run give a smaller h at the same c, never a better prefix.
+        p_e = np.where(cut, 0.0, h / ends)
+        r_e = np.where(cut, 0.0, h / np.maximum(self.name_rows[self.pair_name[pos]], 1))
+        qualifies = (p_e >= tau_p) & (r_e >= tau_r)
+        if min_gap > 1.0:
+            group_first = np.repeat(first, np.diff(np.r_[first, pos.size]))
+            for e in np.flatnonzero(qualifies):
+                qualifies[e] = self._gap(vals[group_first[e]:e + 1], int(fstart[e]), int(ends[e])) >= min_gap
+        # Best entry per pair: qualifying first, then precision·recall, then the longer prefix.
+        best = np.lexsort((h, p_e * r_e, qualifies, pos))
+        last = np.r_[pos[best][1:] != pos[best][:-1], True]
+        chosen = best[last]
+        prec[pos[chosen]] = p_e[chosen]
+        rec[pos[chosen]] = r_e[chosen]
+        return prec, rec
+
+    def _gap(self, mine: np.ndarray, start: int, c: int) -> float:
+        """Median of a name's activations in a prefix of c firings over the median of the feature's next c."""
+        f = int(self.rank_feature[start])
+        stop = start + int(np.searchsorted(self.rank_feature[start:], f, side="right"))
+        rest = self.rank_value[start + c:min(start + 2 * c, stop)]
+        if rest.size < c and self.fire_count[f] > stop - start:
+            return 0.0 if rest.size == 0 else float(np.median(mine) / np.median(rest))  # rest only partly known
+        if rest.size == 0:
+            return float("inf")
+        return float(np.median(mine) / max(float(np.median(rest)), 1e-30))
+
+    def rule_precision_recall(self, rule: str, tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.5
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, recall) of every stored pair under an identity rule: 'strongest' or 'mass_share'."""
+        if rule == "strongest":
+            return self.rank_precision_recall(tau_p, tau_r, min_gap)
+        if rule == "mass_share":
+            return self.pair_precision, self.pair_recall
+        raise ConfigError(f"rule must be 'strongest' or 'mass_share', got {rule!r}")
 
     @property
     def frequency(self) -> np.ndarray:
@@ -236,7 +327,8 @@ def _uniform_hash(key: np.ndarray, seed: int) -> np.ndarray:
 class FeatureAccumulator:
     """Accumulates feature statistics from batches of sparse SAE codes (sparse, memory-bounded)."""
 
-    def __init__(self, d_sae: int, n_names: int, config: FeatureConfig | None = None) -> None:
+    def __init__(self, d_sae: int, n_names: int, config: FeatureConfig | None = None,
+                 rank_rows: int | None = None) -> None:
         self.d_sae = int(d_sae)
         self.n_names = int(n_names)
         self.config = config or FeatureConfig()
@@ -251,6 +343,8 @@ class FeatureAccumulator:
         self._pending_size = 0
         self._top = _TopK(self.d_sae, self.config.top_rows, (np.int64, np.float32))  # (row, value)
         self._sample = _TopK(self.d_sae, self.config.histogram_samples, (np.float32, np.float64))  # (value, -hash)
+        self.rank_rows = self.config.rank_rows if rank_rows is None else min(int(rank_rows), self.config.rank_rows)
+        self._rank = _TopK(self.d_sae, self.rank_rows, (np.int64, np.float32))  # (name id, value)
 
     def update_sparse(self, rows: np.ndarray, feats: np.ndarray, values: np.ndarray, name_ids: np.ndarray,
                       n_batch_rows: int, row_offset: int) -> None:
@@ -276,6 +370,8 @@ class FeatureAccumulator:
         if self._pending_size >= self.config.merge_every:
             self._consolidate()
         global_rows = rows + int(row_offset)
+        if self.rank_rows:
+            self._rank.add(feats, name_ids[rows], values)
         self._update_top(feats, global_rows, values)
         if self.config.histogram_samples:
             self._update_sample(feats, global_rows, values)
@@ -319,6 +415,8 @@ class FeatureAccumulator:
         top_order = np.lexsort((top_r, -top_v, top_f))
         sample_f, sample_v, _ = self._sample.arrays()
         sample_order = np.argsort(sample_f, kind="stable")
+        rank_f, rank_n, rank_v = self._rank.arrays()
+        rank_order = np.lexsort((-rank_v, rank_f))
         if len(names) != self.n_names:
             raise NamesaeError(f"got {len(names)} names for an accumulator of {self.n_names}")
         return FeatureStats(
@@ -329,6 +427,9 @@ class FeatureAccumulator:
             top_feature=top_f[top_order], top_row=top_r[top_order], top_value=top_v[top_order],
             sample_feature=sample_f[sample_order], sample_value=sample_v[sample_order], row_index=row_index,
             config=self.config,
+            rank_feature=rank_f[rank_order] if self.rank_rows else None,
+            rank_name=rank_n[rank_order] if self.rank_rows else None,
+            rank_value=rank_v[rank_order] if self.rank_rows else None,
         )
 
 
@@ -396,9 +497,15 @@ def feature_stats_from_codes(codes: Any, names: Sequence[str], config: FeatureCo
                              ) -> FeatureStats:
     """Feature statistics of a code matrix [rows, d_sae] whose rows belong to `names` (small inputs, tests)."""
     ids, uniq = factorize_names(names)
-    acc = FeatureAccumulator(np.shape(codes)[1], len(uniq), config)
+    acc = FeatureAccumulator(np.shape(codes)[1], len(uniq), config, rank_rows=largest_name(ids))
     acc.update(codes, ids, 0)
     return acc.result(uniq, np.bincount(ids, minlength=len(uniq)))
+
+
+def largest_name(ids: np.ndarray) -> int:
+    """Length of the strongest-firing lists for these integer name ids: twice the largest name's row count, so
+    that every prefix that can qualify a name as an identity (precision >= 0.5) lies within the list."""
+    return 2 * int(np.bincount(ids).max()) if np.size(ids) else 0
 
 
 def factorize_names(names: Sequence[str] | np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -533,7 +640,7 @@ def compute_feature_stats(sae: Any, store: EmbeddingStore, config: FeatureConfig
         raise NamesaeError(f"{store.path}: no rows" + (f" of kind '{config.kind}'" if config.kind else ""))
     ids, uniq = factorize_names(store.names[rows])
     d_sae = int(sae.d_sae)
-    acc = FeatureAccumulator(d_sae, len(uniq), config)
+    acc = FeatureAccumulator(d_sae, len(uniq), config, rank_rows=largest_name(ids))
     for offset, chunk, (r, f, v) in iter_sparse_codes(sae, store, rows, batch_rows_for(d_sae, config), progress,
                                                       "features"):
         acc.update_sparse(r, f, v, ids[offset:offset + chunk.size], chunk.size, offset)

@@ -79,6 +79,10 @@ class EmergenceConfig:
     """Minimum precision(j, n) of an identity feature (as in `namesae identity`)."""
     tau_r: float = 0.5
     """Minimum recall(j, n) of an identity feature (as in `namesae identity`)."""
+    rule: str = "strongest"
+    """Identity rule (as in `namesae identity`): "strongest" or "mass_share"."""
+    min_gap: float = 1.5
+    """Gap of the "strongest" rule (as in `namesae identity`)."""
     kind: str | None = None
     """Measure dedication on rows of this kind of each point's store ('text' or 'image'); None: every row."""
     link_min_cosine: float = 0.5
@@ -112,6 +116,10 @@ class EmergenceConfig:
         _unit_interval(self, "tau_p", "tau_r", "link_min_cosine", "min_change_gain", "min_change_jump")
         if self.kind not in (None, "text", "image"):
             raise ConfigError(f"kind must be 'text', 'image' or unset, got {self.kind!r}")
+        if self.rule not in ("strongest", "mass_share"):
+            raise ConfigError(f"rule must be 'strongest' or 'mass_share', got {self.rule!r}")
+        if isinstance(self.min_gap, bool) or not isinstance(self.min_gap, (int, float)) or not self.min_gap >= 1:
+            raise ConfigError(f"min_gap must be a number >= 1, got {self.min_gap!r}")
         if not isinstance(self.mixed_dims, bool):
             raise ConfigError(f"mixed_dims must be true or false, got {self.mixed_dims!r}")
         if not all(isinstance(n, str) for n in self.curve_names):

@@ -64,8 +64,10 @@ def children(earlier: torch.Tensor, later: torch.Tensor, features: np.ndarray, m
     return out
 
 
-def pair_lookup(stats: FeatureStats, features: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """precision(j, n) and recall(j, n) [k] of the given (feature, name index) pairs (0 where j never fires on n)."""
+def pair_lookup(stats: FeatureStats, features: np.ndarray, names: np.ndarray, rule: str = "strongest",
+                tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """precision(j, n) and recall(j, n) [k] under an identity rule of the given (feature, name index) pairs (0
+    where j never fires on n)."""
     n = len(stats.names)
     keys = stats.pair_feature * n + stats.pair_name
     order = np.argsort(keys, kind="stable")
@@ -75,13 +77,14 @@ def pair_lookup(stats: FeatureStats, features: np.ndarray, names: np.ndarray) ->
         return np.zeros(want.size), np.zeros(want.size)
     pos = np.clip(np.searchsorted(keys, want), 0, keys.size - 1)
     found = keys[pos] == want
-    prec, rec = stats.pair_precision[order][pos], stats.pair_recall[order][pos]
+    all_prec, all_rec = stats.rule_precision_recall(rule, tau_p, tau_r, min_gap)
+    prec, rec = all_prec[order][pos], all_rec[order][pos]
     return np.where(found, prec, 0.0), np.where(found, rec, 0.0)
 
 
 def name_links(earlier_names: NameFeatures, earlier_stats: FeatureStats, earlier_dirs: torch.Tensor,
-               later_names: NameFeatures, later_dirs: torch.Tensor, tau_p: float, min_cosine: float
-               ) -> dict[str, dict[str, Any]]:
+               later_names: NameFeatures, later_dirs: torch.Tensor, tau_p: float, min_cosine: float,
+               rule: str = "strongest", tau_r: float = 0.5, min_gap: float = 1.5) -> dict[str, dict[str, Any]]:
     """Each shared name's family link from the earlier SAE to the later one (module docstring), keyed by name."""
     e_index = earlier_names.index()
     names = [n for n in later_names.names if n in e_index]
@@ -94,7 +97,7 @@ def name_links(earlier_names: NameFeatures, earlier_stats: FeatureStats, earlier
     if not has.any():
         return {n: {"feature": None} for n in names}
     par = parents(later_dirs, earlier_dirs, feat[has])
-    prec, rec = pair_lookup(earlier_stats, par.parent, ei[has])  # NameFeatures and stats share name order
+    prec, rec = pair_lookup(earlier_stats, par.parent, ei[has], rule, tau_p, tau_r, min_gap)  # NameFeatures and stats share name order
     kids = children(earlier_dirs, later_dirs, par.parent, min_cosine)
     shared_names = np.bincount(earlier_stats.pair_feature, minlength=earlier_stats.d_sae)
     k = 0

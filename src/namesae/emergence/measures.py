@@ -32,6 +32,7 @@ import numpy as np
 from namesae.errors import NamesaeError
 from namesae.features import (
     FeatureAccumulator,
+    largest_name,
     FeatureConfig,
     FeatureStats,
     _factorize,
@@ -81,7 +82,9 @@ def collapse_groups(groups: FeatureStats, group_name: np.ndarray, names: Sequenc
         pair_feature=uniq // n, pair_name=uniq % n, pair_mass=mass, pair_count=count,
         top_feature=groups.top_feature, top_row=groups.top_row, top_value=groups.top_value,
         sample_feature=groups.sample_feature, sample_value=groups.sample_value, row_index=groups.row_index,
-        config=groups.config)
+        config=groups.config, rank_feature=groups.rank_feature,
+        rank_name=None if groups.rank_name is None else group_name[groups.rank_name],
+        rank_value=groups.rank_value)
 
 
 def grouped_stats_from_codes(codes: Any, names: Sequence[str], prompts: Sequence[str]) -> GroupedStats:
@@ -89,7 +92,8 @@ def grouped_stats_from_codes(codes: Any, names: Sequence[str], prompts: Sequence
     group_ids, group_name, uniq = _group_keys(np.asarray(names, dtype=object).astype(str),
                                               np.asarray(prompts, dtype=object).astype(str))
     cfg = FeatureConfig(top_rows=0, histogram_samples=0)
-    acc = FeatureAccumulator(np.shape(codes)[1], int(group_name.size), cfg)
+    acc = FeatureAccumulator(np.shape(codes)[1], int(group_name.size), cfg,
+                             rank_rows=largest_name(group_name[group_ids]))
     acc.update(codes, group_ids, 0)
     groups = acc.result([str(g) for g in range(group_name.size)], np.bincount(group_ids, minlength=group_name.size))
     return GroupedStats(groups, collapse_groups(groups, group_name, uniq), group_name, uniq)
@@ -104,7 +108,7 @@ def grouped_stats(sae: Any, store: EmbeddingStore, kind: str | None, batch_rows:
     group_ids, group_name, uniq = _group_keys(store.names[rows].astype(str), store.prompts[rows].astype(str))
     cfg = FeatureConfig(top_rows=0, histogram_samples=0, batch_rows=batch_rows)
     d_sae = int(sae.d_sae)
-    acc = FeatureAccumulator(d_sae, int(group_name.size), cfg)
+    acc = FeatureAccumulator(d_sae, int(group_name.size), cfg, rank_rows=largest_name(group_name[group_ids]))
     for offset, _, codes in iter_codes(sae, store, rows, batch_rows_for(d_sae, cfg), progress, "encode"):
         acc.update(codes, group_ids[offset:offset + codes.shape[0]], offset)
     groups = acc.result([str(g) for g in range(group_name.size)], np.bincount(group_ids, minlength=group_name.size),
@@ -132,12 +136,14 @@ class NameFeatures:
         return {n: i for i, n in enumerate(self.names)}
 
 
-def name_features(grouped: GroupedStats, tau_p: float, tau_r: float) -> NameFeatures:
+def name_features(grouped: GroupedStats, tau_p: float, tau_r: float, rule: str = "strongest",
+                  min_gap: float = 1.5) -> NameFeatures:
     """Dedication, best and identity features, and the identity feature's scenario coverage of every name."""
     stats = grouped.by_name
     n = len(grouped.names)
-    records = identity_records(stats, IdentityConfig(tau_p=tau_p, tau_r=tau_r, top_features=1))
-    prec, rec = stats.pair_precision, stats.pair_recall
+    records = identity_records(stats, IdentityConfig(tau_p=tau_p, tau_r=tau_r, rule=rule, min_gap=min_gap,
+                                                      top_features=1))
+    prec, rec = stats.rule_precision_recall(rule, tau_p, tau_r, min_gap)
     best = top_k_per_group(stats.pair_name, prec * rec, 1)
     best_feature = np.full(n, -1, dtype=np.int64)
     best_precision, best_recall = np.zeros(n), np.zeros(n)

@@ -162,7 +162,8 @@ def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir
         if prev is not None:
             if prev["space"] == space and prev["dim"] == dim:
                 link = name_links(prev["features"], prev["stats"], prev["directions"], measured.features,
-                                  directions, config.tau_p, config.link_min_cosine)
+                                  directions, config.tau_p, config.link_min_cosine, config.rule, config.tau_r,
+                                  config.min_gap)
             else:
                 unlinked.append(f"{prev['label']} -> {point.label}")
         links.append(link)

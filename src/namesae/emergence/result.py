@@ -39,7 +39,7 @@ def _opt(value: Any) -> float | None:
 def measure_point(index: int, label: str, value: float, grouped: GroupedStats, inputs: PhaseInputs,
                   config: EmergenceConfig, info: Mapping[str, Any] | None = None) -> PointMeasurement:
     """Dedication and phase of every name at one point from its grouped feature statistics and phase inputs."""
-    feats = name_features(grouped, config.tau_p, config.tau_r)
+    feats = name_features(grouped, config.tau_p, config.tau_r, config.rule, config.min_gap)
     decisions: dict[str, PhaseDecision] = {}
     records: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(feats.names):

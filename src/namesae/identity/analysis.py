@@ -1,6 +1,14 @@
 """Identity analysis per name: identity features, dedication, composing features, rigidity, attributes, z-scores.
 
-Definitions (DESIGN.md, "The science"); precision and recall as in `namesae.features`:
+Definitions (DESIGN.md, "The science"); precision and recall as in `namesae.features`, under the configured rule:
+- rule "strongest" (default): precision and recall among feature j's strongest firings: walking down j's
+  highest activations, after c of them h_c are rows of n; precision = h_c / c, recall = h_c / rows(n), at the best
+  prefix c, where the name's median activation in the prefix is at least `min_gap` (1.5) times the median of
+  the feature's next c firings. Rank-based, so weak fill (TopK spreads small activations over every code)
+  neither dilutes it nor makes it fall as the store grows; the gap refuses features whose strongest firings
+  merely lead a smooth tail;
+- rule "mass_share" (DESIGN.md's original): precision = mass(j, n) / Σ_n' mass(j, n'), recall = fraction of n's
+  rows with f_j > 0;
 - identity feature of name n: a feature j with precision(j, n) >= tau_p and recall(j, n) >= tau_r;
 - dedicated: n has at least one identity feature; dedication(n) = max_j precision(j, n) · recall(j, n);
 - top_features: the features carrying most of n's activation mass (share = mass(j, n) / Σ_j' mass(j', n)),
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCALARS = ("dedication", "part_composition", *MEASURES)
+RULES = ("strongest", "mass_share")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,12 @@ class IdentityConfig:
     """Minimum precision(j, n) of an identity feature: the share of feature j's mass that falls on name n."""
     tau_r: float = 0.5
     """Minimum recall(j, n) of an identity feature: the fraction of n's rows on which j fires."""
+    rule: str = "strongest"
+    """How precision and recall are measured: "strongest" (among each feature's strongest firings; robust to
+    TopK's weak fill and to corpus size) or "mass_share" (the share of the feature's total activation mass)."""
+    min_gap: float = 1.5
+    """Rule "strongest": the name's activations in the qualifying prefix must stand at least this many times
+    above the feature's next firings (median over median). 1 turns the gap test off."""
     top_features: int = 8
     """Features listed per name in `top_features` (by mass share)."""
     epsilon: float = 1e-4
@@ -67,6 +82,10 @@ class IdentityConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+        if self.rule not in RULES:
+            raise ConfigError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if isinstance(self.min_gap, bool) or not isinstance(self.min_gap, (int, float)) or not self.min_gap >= 1:
+            raise ConfigError(f"min_gap must be a number >= 1, got {self.min_gap!r}")
         if not self.epsilon > 0:
             raise ConfigError(f"epsilon must be > 0, got {self.epsilon!r}")
         if self.dse_sigma is not None and not self.dse_sigma > 0:
@@ -150,7 +169,8 @@ def identity_records(stats: FeatureStats, config: IdentityConfig | None = None,
     config = config or IdentityConfig()
     labels = labels if labels is not None else stats.labels
     n_names = len(stats.names)
-    prec, rec = stats.pair_precision, stats.pair_recall
+    prec, rec = stats.rule_precision_recall(config.rule, config.tau_p, config.tau_r, config.min_gap)
+    mass_prec = stats.pair_precision
     score = prec * rec
     best = top_k_per_group(stats.pair_name, score, 1)
     dedication = np.zeros(n_names)
@@ -168,7 +188,7 @@ def identity_records(stats: FeatureStats, config: IdentityConfig | None = None,
         if with_share:
             total = name_mass[stats.pair_name[p]]
             item["share"] = float(stats.pair_mass[p] / total) if total > 0 else 0.0
-        item.update({"precision": float(prec[p]), "recall": float(rec[p])})
+        item.update({"precision": float(prec[p]), "recall": float(rec[p]), "mass_precision": float(mass_prec[p])})
         if with_share:
             item["n_names"] = int(n_names_of[j])
             item["identity"] = bool(is_identity[p])

@@ -34,6 +34,39 @@ def dense_identity(precision: np.ndarray, recall: np.ndarray, tau_p: float, tau_
     return ident.any(axis=0), dedication, [np.flatnonzero(ident[:, n]) for n in range(ident.shape[1])]
 
 
+def dense_rank_precision_recall(codes: np.ndarray, name_ids: np.ndarray, n_names: int, tau_p: float,
+                                tau_r: float, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank precision and recall [d_sae, N] from the definition: for each feature, walk its `depth` strongest
+    firing rows in runs of equal activation; after each run, c rows so far, h_c of them belong to n; keep the
+    prefix with the best precision h_c / c · recall h_c / rows(n) among those meeting both thresholds, else the
+    best overall. A run that reaches the depth, in a feature that fires more often, is not evaluated."""
+    d_sae = codes.shape[1]
+    rows_of = np.bincount(name_ids, minlength=n_names)
+    prec, rec = np.zeros((d_sae, n_names)), np.zeros((d_sae, n_names))
+    for j in range(d_sae):
+        fired = np.flatnonzero(codes[:, j] > 0)
+        fired = fired[np.lexsort((fired, -codes[fired, j]))]
+        values = codes[fired, j]
+        best: dict[int, tuple[bool, float, int, float, float]] = {}
+        c = 0
+        while c < min(depth, fired.size):
+            end = c + 1
+            while end < fired.size and values[end] == values[c]:
+                end += 1
+            if end >= depth and fired.size > depth:  # a run reaching the list's end: its end is unknown
+                break
+            h = np.bincount(name_ids[fired[:end]], minlength=n_names)
+            for n in np.unique(name_ids[fired[c:end]]):
+                p, r = h[n] / end, h[n] / max(rows_of[n], 1)
+                key = (p >= tau_p and r >= tau_r, p * r, int(h[n]), p, r)
+                if n not in best or key[:3] >= best[n][:3]:
+                    best[n] = key
+            c = end
+        for n, (_, _, _, p, r) in best.items():
+            prec[j, n], rec[j, n] = p, r
+    return prec, rec
+
+
 def rigidity_reference(x: np.ndarray, epsilon: float, sigma: float, t: float = 1.0) -> dict[str, float]:
     """trace, logdet, cos_mean/min/max and dse of one name's rows x [m, d], from their definitions."""
     x = np.asarray(x, dtype=np.float64)
