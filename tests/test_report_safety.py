@@ -17,7 +17,7 @@ from namesae.report.site import REPORT_MARKER
 from namesae.store import write_store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report import make_run  # noqa: E402
+from test_report import make_run
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

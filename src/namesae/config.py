@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from namesae.errors import ConfigError
 

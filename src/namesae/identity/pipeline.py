@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -42,6 +40,7 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
+from namesae.io import csv_frame_text, csv_text
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -217,14 +216,10 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
                "prior_names": result.prior_names, "notes": result.notes, "fields": [*FIELDS, *z_keys]}
     json_path = out / "identity.json"
     _atomic_write(json_path, _json_with_rows(payload, "names", rows))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*FIELDS, *z_keys], extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
-                         ("" if v is None else v) for k, v in row.items()})
+    table = ({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
+              ("" if v is None else v) for k, v in row.items()} for row in rows)
     csv_path = out / "identity.csv"
-    _atomic_write(csv_path, buf.getvalue())
+    _atomic_write(csv_path, csv_text(table, [*FIELDS, *z_keys]))
     return json_path, csv_path
 
 
@@ -240,9 +235,7 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     json_path = out / "features.json"
     _atomic_write(json_path, _json_with_rows(payload, "features", _clean(records)))
     csv_path = out / "features.csv"
-    buf = io.StringIO()
-    stats.frame().to_csv(buf, index=False)
-    _atomic_write(csv_path, buf.getvalue())
+    _atomic_write(csv_path, csv_frame_text(stats.frame()))
     return json_path, csv_path
 
 
