@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from namesae.errors import NamesaeError
+from namesae.io import CHECKSUM_KEY, check_sealed
 from namesae.report import plots
 from namesae.sae.model import write_json
 
@@ -72,6 +73,8 @@ def _read_json(path: Path | None, kinds: tuple[type, ...] = (dict, list)) -> Any
         want = " or ".join("an object" if k is dict else "a list" for k in kinds)
         raise NamesaeError(f"{path}: top level must be {want}, got {type(data).__name__}; "
                            "re-run the step that wrote it")
+    if isinstance(data, dict) and CHECKSUM_KEY in data:  # identity.json, features.json: sealed by their writer
+        check_sealed(data, path, "re-run the step that wrote it")
     return data
 
 

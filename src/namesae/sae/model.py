@@ -14,7 +14,6 @@ namesae wrote it; when no space is known, `check_space` checks the dimension onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ import numpy as np
 
 from namesae import __version__
 from namesae.errors import NamesaeError, SpaceMismatchError
+from namesae.io import CHECKSUM_KEY, check_sealed, sealed, sha256_file
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ METRICS_FILE = "metrics.json"
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 TRAIN_LOG_FILE = "train_log.json"
-CHECKSUM_KEY = "checksum"
 NORMALIZATIONS = ("none", "unit_mean_squared_norm")
 _warned_unchecked: set[str] = set()
 
@@ -192,35 +191,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically."""
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def json_checksum(data: dict[str, Any]) -> str:
-    """Hex sha256 of a JSON object's canonical form, leaving out its own `checksum` field."""
-    body = json.loads(json.dumps({k: v for k, v in data.items() if k != CHECKSUM_KEY}))
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sealed(data: dict[str, Any]) -> dict[str, Any]:
-    """A JSON object with its `checksum` field set, so any later change to it is detected."""
-    return {**{k: v for k, v in data.items() if k != CHECKSUM_KEY}, CHECKSUM_KEY: json_checksum(data)}
-
-
-def check_sealed(data: dict[str, Any], path: Path, fix: str) -> None:
-    """Refuse a sealed JSON object whose `checksum` is missing or does not match its other fields."""
-    if not isinstance(data.get(CHECKSUM_KEY), str):
-        raise NamesaeError(f"{path}: field {CHECKSUM_KEY!r} is missing or not a string; {fix}")
-    if data[CHECKSUM_KEY] != json_checksum(data):
-        raise NamesaeError(f"{path}: checksum mismatch: the file changed after namesae wrote it; {fix}")
 
 
 def _checksums(folder: Path, names: tuple[str, ...]) -> dict[str, str]:

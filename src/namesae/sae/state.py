@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from namesae.errors import NamesaeError
-from namesae.sae.model import check_sealed, sealed, sha256_file
+from namesae.io import check_sealed, sealed, sha256_file
 
 log = logging.getLogger(__name__)
 
