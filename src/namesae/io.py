@@ -16,8 +16,8 @@ import csv
 import hashlib
 import io
 import json
-from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from namesae.errors import NamesaeError

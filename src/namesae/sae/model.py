@@ -28,7 +28,7 @@ import numpy as np
 
 from namesae import __version__
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.io import CHECKSUM_KEY, check_sealed, sealed, sha256_file
+from namesae.io import check_sealed, sealed, sha256_file
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
