@@ -78,20 +78,44 @@ def _read_json(path: Path | None, kinds: tuple[type, ...] = (dict, list)) -> Any
     return data
 
 
-def _records(data: Any, keys: tuple[str, ...]) -> list[dict]:
-    """A list of record dicts from either a bare list or a dict holding one under a known key."""
-    if data is None:
+def _records(data: Any, keys: tuple[str, ...], path: Path | None = None) -> list[dict]:
+    """A list of record dicts from either a bare list or a dict holding one under a known key.
+
+    With `path` (the result files the report is built from) a record list of the wrong shape is refused, naming
+    the file and the field; without it (optional side files) what does not fit is left out.
+    """
+    if data is None or not isinstance(data, (list, dict)):
         return []
+    found, where = None, "top level"
     if isinstance(data, list):
-        return [r for r in data if isinstance(r, dict)]
-    if not isinstance(data, dict):
-        return []
-    for key in keys:
-        if isinstance(data.get(key), list):
-            return [r for r in data[key] if isinstance(r, dict)]
-        if isinstance(data.get(key), dict):
-            return [dict(v, name=k) if "name" not in v else v for k, v in data[key].items() if isinstance(v, dict)]
-    return []
+        found = data
+    else:
+        for key in keys:
+            if key in data:
+                found, where = data[key], f"field {key!r}"
+                break
+        if found is None:
+            return []
+    if isinstance(found, dict):
+        found = [dict(v, name=k) if isinstance(v, dict) and "name" not in v else v for k, v in found.items()]
+    if path is None:
+        return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    fix = "re-run the step that wrote it"
+    if not isinstance(found, list):
+        raise NamesaeError(f"{path}: {where} must be a list of records, got {type(found).__name__}; {fix}")
+    for i, rec in enumerate(found):
+        if not isinstance(rec, dict):
+            raise NamesaeError(f"{path}: record {i} of {where} must be an object, got {type(rec).__name__}; {fix}")
+    return found
+
+
+def _check_records(records: list[dict], path: Path, key: str, kinds: tuple[type, ...]) -> None:
+    """Refuse records whose identifying field (a name, a feature index) is missing or of the wrong type."""
+    for i, rec in enumerate(records):
+        value = rec.get(key)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise NamesaeError(f"{path}: record {i} has field {key!r} = {value!r:.60}, expected "
+                               f"{' or '.join(k.__name__ for k in kinds)}; re-run the step that wrote it")
 
 
 def _manifest(run_dir: Path) -> dict[str, str]:
@@ -152,8 +176,11 @@ class _Run:
         self.paths = {k: run_dir / manifest.get(k, v) for k, v in DEFAULT_ARTEFACTS.items()}
         self.scorecard = _read_json(self.paths["scorecard"], (dict,)) or {}
         self.metrics = _read_json(self.paths["metrics"], (dict,)) or {}
-        self.identity = _records(_read_json(self.paths["identity"]), ("names", "records", "identity"))
-        self.features = _records(_read_json(self.paths["features"]), ("features", "records"))
+        self.identity = _records(_read_json(self.paths["identity"]), ("names", "records", "identity"),
+                                 self.paths["identity"])
+        _check_records(self.identity, self.paths["identity"], "name", (str,))
+        self.features = _records(_read_json(self.paths["features"]), ("features", "records"), self.paths["features"])
+        _check_records(self.features, self.paths["features"], "feature", (int,))
         self.groups = _read_json(self.paths["groups"]) or {}
         self.emergence = _read_json(self.paths["emergence"], (dict,)) or {}
         self.basis = _read_json(self.paths["basis"]) or {}
@@ -175,7 +202,7 @@ def _check_emergence(emergence: dict[str, Any], path: Path) -> None:
     if "axis_values" in emergence and not _number_list(emergence["axis_values"]):
         raise NamesaeError(f"{path}: field 'axis_values' must be a list of numbers, got "
                            f"{emergence['axis_values']!r:.80}; re-run `namesae emergence`")
-    for rec in _records(emergence, ("names", "records")):
+    for rec in _records(emergence, ("names", "records"), path):
         for key in ("axis_values", "dedication"):
             if key in rec and not _number_list(rec[key]):
                 raise NamesaeError(f"{path}: field {key!r} of name {rec.get('name')!r:.60} must be a list of "
