@@ -76,7 +76,7 @@ def run_cli(args: list[str]) -> CliResult:
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            except Exception:  # noqa: BLE001 -- a traceback is the outcome being measured
+            except Exception:
                 tb = traceback.format_exc()
     finally:
         sys.argv = old_argv
@@ -142,8 +142,8 @@ def build_fixture(root: Path) -> Fixture:
     fx = Fixture(root, store, root / "sae", config, root / "partial", root / "run")
     _check(run_cli(["train", "--store", str(store), "--out", str(fx.sae), "--config", str(config),
                     "--no-progress"]), "train")
-    from namesae.sae import TrainConfig, train_sae
     from namesae.config import load_config
+    from namesae.sae import TrainConfig, train_sae
 
     cfg = load_config(TrainConfig, config, "train")
     train_sae(store, cfg, fx.partial, stop_after_steps=20)  # state saved at steps 8 and 16, then "killed"
@@ -262,8 +262,8 @@ def campaign(fx: Fixture, cases: dict[str, int], seed: int = 0) -> dict[str, Any
 def environment() -> dict[str, Any]:
     """Machine and library versions of this run."""
     import h5py
-    import safetensors
     import sae_lens
+    import safetensors
     import torch
 
     import namesae

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from reliability_sae import OUTCOMES, build_fixture, campaign, run_cli  # noqa: E402
+from reliability_sae import OUTCOMES, build_fixture, campaign, run_cli
 
-from namesae.io import sealed, sha256_file  # noqa: E402
+from namesae.io import sealed, sha256_file
 
 RNG_SEED = 17
 
