@@ -26,6 +26,7 @@ from typing import Any
 
 from namesae.encoders import DTYPES, ImageEncoder, TextEncoder
 from namesae.errors import ConfigError, NamesaeError, SpaceMismatchError, StoreError
+from namesae.io import csv_unescape
 from namesae.names import clean_name, render
 from namesae.store import DTYPES as STORE_DTYPES
 from namesae.store import EmbeddingStore
@@ -126,7 +127,8 @@ def _sidecar_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
             missing = {"image", "name"} - set(reader.fieldnames or [])
             if missing:
                 raise NamesaeError(f"{path}: missing column(s) {sorted(missing)}; columns: image,name[,prompt,seed]")
-            return [(f"{path}:{reader.line_num}", rec) for rec in reader]
+            return [(f"{path}:{reader.line_num}", {k: csv_unescape(v) if isinstance(v, str) else v
+                                                   for k, v in rec.items()}) for rec in reader]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -23,9 +23,7 @@ the rest; merging keeps one row per key. A killed run thus never loses nor dupli
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from namesae.errors import ConfigError, SpaceMismatchError, StoreError
+from namesae.io import csv_text
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -377,12 +376,10 @@ def merge_generated(out: str | Path, work: Sequence[WorkItem] | None = None, blo
 
 
 def _write_sidecar(path: Path, records: list[tuple[str, str, str, int]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["image", "name", "prompt", "seed"])
-    writer.writerows(records)
+    fields = ["image", "name", "prompt", "seed"]
+    text = csv_text((dict(zip(fields, r)) for r in records), fields)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

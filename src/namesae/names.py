@@ -166,11 +166,32 @@ def famous_names(category: str | None = None) -> list[FamousName]:
     return [r for r in rows if r.category == category]
 
 
+def _check_top(kind: str, top: int | None) -> None:
+    """Refuse a `top` larger than the shipped corpus, naming the largest that means something."""
+    if top is None:
+        return
+    if kind == "first":
+        cap, unit = max(r.rank for r in _first_name_rows()), "ranks per decade and sex"
+    elif kind == "surnames":
+        cap, unit = len(surnames()), "surnames"
+    elif kind == "famous":
+        cap, unit = len(famous_names()), "famous names"
+    else:
+        return
+    if top > cap:
+        raise ConfigError(f"--top {top}: the built-in '{kind}' corpus holds only {cap} {unit}; "
+                          f"use --top {cap} or less (or leave --top out for all of them)")
+
+
 def builtin_names(
     kind: str, top: int | None = None, decade: int | None = None, sex: str | None = None,
     category: str | None = None,
 ) -> list[str]:
-    """A distinct list of names from a shipped corpus: 'first', 'surnames' or 'famous'."""
+    """A distinct list of names from a shipped corpus: 'first', 'surnames' or 'famous'.
+
+    A `top` beyond what the corpus holds is refused (ConfigError stating the cap), not silently capped.
+    """
+    _check_top(kind, top)
     if kind == "first":
         rows = first_names(decade=decade, sex=sex, top=top)
         best: dict[str, tuple[int, int]] = {}

@@ -46,11 +46,33 @@ for _name in COMMANDS:
             app.command(_name)(_obj)
 
 
+INTERRUPTED = "namesae: interrupted; run the same command again to resume"
+
+
+def _from_interrupt(err: BaseException) -> bool:
+    """Whether an exception was caused by Ctrl-C (typer turns KeyboardInterrupt into a silent exit 130)."""
+    seen = 0
+    cause: BaseException | None = err
+    while cause is not None and seen < 10:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
 def main() -> None:
-    """Entry point of the `namesae` console script: one clear line and exit code 2 on bad input."""
+    """Entry point of the `namesae` console script: one clear line and exit code 2 on bad input, 130 on Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         app()
     except NamesaeError as err:
         typer.echo(f"namesae: error: {err}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo(INTERRUPTED, err=True)
+        sys.exit(130)
+    except SystemExit as err:
+        if err.code in (1, 130) and _from_interrupt(err):
+            typer.echo(INTERRUPTED, err=True)
+            sys.exit(130)
+        raise

@@ -6,8 +6,6 @@ The helpers here (encoder and target options) are shared with `namesae search`.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -149,11 +147,9 @@ def write_json(path: Path, data: Any) -> Path:
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> Path:
     """Write a CSV table atomically (fields in the given order)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text_atomic(path, buf.getvalue())
+    from namesae.io import csv_text
+
+    return write_text_atomic(path, csv_text(rows, fields))
 
 
 def _plain(x: Any) -> Any:

@@ -154,11 +154,12 @@ def groups(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _write(out / "groups.json", json.dumps(payload, indent=1))
-        lines = ["group,feature,weight,group_mass_share,group_coherence,group_label"]
-        for g in payload["groups"]:
-            label = "" if g["label"] is None else '"' + g["label"].replace('"', '""') + '"'
-            lines += [f"{g['group']},{f},{w},{g['mass_share']},{g['coherence']},{label}"
-                      for f, w in zip(g["features"], g["weights"])]
-        _write(out / "groups.csv", "\n".join(lines) + "\n")
+        from namesae.io import csv_text
+
+        fields = ["group", "feature", "weight", "group_mass_share", "group_coherence", "group_label"]
+        rows = [dict(zip(fields, (g["group"], f, w, g["mass_share"], g["coherence"],
+                                  "" if g["label"] is None else g["label"])))
+                for g in payload["groups"] for f, w in zip(g["features"], g["weights"])]
+        _write(out / "groups.csv", csv_text(rows, fields))
         typer.echo(f"wrote {out / 'groups.json'}", err=as_json)
         typer.echo(f"wrote {out / 'groups.csv'}", err=as_json)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -27,6 +25,7 @@ from namesae.emergence.result import (
 )
 from namesae.emergence.series import Series, SeriesPoint, load_frequencies
 from namesae.errors import NamesaeError, SpaceMismatchError
+from namesae.io import csv_text
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +202,8 @@ def _clean(value: Any) -> Any:
 
 
 def _csv(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: json.dumps(_clean(v)) if isinstance(v, (list, dict)) else ("" if v is None else v)
-                         for k, v in row.items()})
-    return buf.getvalue()
+    return csv_text(({k: json.dumps(_clean(v)) if isinstance(v, (list, dict)) else ("" if v is None else v)
+                      for k, v in row.items()} for row in rows), fields)
 
 
 def curve_rows(result: EmergenceResult) -> list[dict[str, Any]]:

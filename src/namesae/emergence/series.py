@@ -256,7 +256,7 @@ def load_series(spec: str | Path, train: dict[str, Any] | None = None) -> Series
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: invalid JSON ({err})") from None
     else:
-        data = load_toml(path)
+        data = load_toml(path, sections=False)
         data = data.get("series", data) if isinstance(data.get("series"), dict) else data
     if train is not None:
         data = {**data, "train": {**(data.get("train") or {}), **train}}

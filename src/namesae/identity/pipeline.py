@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -42,6 +40,7 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
+from namesae.io import CHECKSUM_KEY, csv_frame_text, csv_text, json_checksum
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -205,6 +204,12 @@ def _json_with_rows(head: Mapping[str, Any], key: str, rows: Sequence[Any]) -> s
     return f"{opening} {json.dumps(key)}: [\n{body}\n ]\n}}"
 
 
+def _sealed_json_with_rows(head: Mapping[str, Any], key: str, rows: Sequence[Any]) -> str:
+    """`_json_with_rows` with a `checksum` field over the whole document, so readers detect any change."""
+    body = json.loads(_json_with_rows(head, key, rows))
+    return _json_with_rows({**head, CHECKSUM_KEY: json_checksum(body)}, key, rows)
+
+
 def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[str, Any] | None = None
                    ) -> tuple[Path, Path]:
     """Write identity.json and identity.csv (one row per name, stable fields) into out_dir, atomically."""
@@ -216,15 +221,11 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
                "config": config_to_dict(result.config), "dse_sigma": result.dse_sigma,
                "prior_names": result.prior_names, "notes": result.notes, "fields": [*FIELDS, *z_keys]}
     json_path = out / "identity.json"
-    _atomic_write(json_path, _json_with_rows(payload, "names", rows))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*FIELDS, *z_keys], extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
-                         ("" if v is None else v) for k, v in row.items()})
+    _atomic_write(json_path, _sealed_json_with_rows(payload, "names", rows))
+    table = ({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
+              ("" if v is None else v) for k, v in row.items()} for row in rows)
     csv_path = out / "identity.csv"
-    _atomic_write(csv_path, buf.getvalue())
+    _atomic_write(csv_path, csv_text(table, [*FIELDS, *z_keys]))
     return json_path, csv_path
 
 
@@ -238,11 +239,9 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), "d_sae": stats.d_sae,
                "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config)}
     json_path = out / "features.json"
-    _atomic_write(json_path, _json_with_rows(payload, "features", _clean(records)))
+    _atomic_write(json_path, _sealed_json_with_rows(payload, "features", _clean(records)))
     csv_path = out / "features.csv"
-    buf = io.StringIO()
-    stats.frame().to_csv(buf, index=False)
-    _atomic_write(csv_path, buf.getvalue())
+    _atomic_write(csv_path, csv_frame_text(stats.frame()))
     return json_path, csv_path
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import html
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PHASE_COLOURS = {0: "#d9d9d9", 1: "#9ecae1", 2: "#fdd0a2", 3: "#74c476", 4: "#de2d26"}
 
@@ -89,8 +92,12 @@ def thumbnail_map(coords: np.ndarray, path: Path, title: str, thumbnails: dict[i
         if not categorical:
             fig.colorbar(points, ax=ax, label=colour_label)
     for i, image_path in thumbnails.items():
-        with Image.open(image_path) as img:
-            thumb = np.asarray(img.convert("RGB").resize((zoom_px, zoom_px)))
+        try:
+            with Image.open(image_path) as img:
+                thumb = np.asarray(img.convert("RGB").resize((zoom_px, zoom_px)))
+        except (OSError, ValueError) as err:  # not an image, truncated, or unreadable: leave the point bare
+            log.warning("%s: not a readable image (%s); no thumbnail for it", image_path, err)
+            continue
         ax.add_artist(AnnotationBbox(OffsetImage(thumb, zoom=1.0), (coords[i, 0], coords[i, 1]), frameon=True,
                                      pad=0.1))
     ax.set_xlabel("t-SNE 1")

@@ -3,6 +3,11 @@
 The report reads a run directory. `run.json` in it (written by `namesae demo`; optional) maps artefacts to paths
 relative to the run directory; without it the default names below are looked up. Every artefact is optional: the
 report shows what exists. All text from the data (names, labels, prompts) is HTML-escaped by jinja2's autoescape.
+
+The site is written to a temporary folder beside `--out` and renamed into place. An existing `--out` is replaced
+only when it is a namesae report (it holds the marker file `.namesae-report` that every report writes); any other
+non-empty folder, the run folder itself and any folder above it are refused. Image paths from the image store
+are followed only inside the store's folder (after resolving `..` and symlinks); others are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from namesae.errors import NamesaeError
+from namesae.io import CHECKSUM_KEY, check_sealed
 from namesae.report import plots
+from namesae.sae.model import write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,8 @@ DEFAULT_ARTEFACTS = {
     "image_store": "world/image.h5",
     "sae": "sae",
 }
+REPORT_MARKER = ".namesae-report"
+REPORT_FORMAT = "namesae-report"
 SCALAR_FIELDS = ("n_rows", "dedicated", "dedication", "part_composition", "trace", "logdet", "cos_mean",
                  "cos_min", "cos_max", "dse")
 
@@ -50,27 +59,78 @@ class ReportResult:
     plots: list[str]
 
 
-def _read_json(path: Path | None) -> Any:
+def _read_json(path: Path | None, kinds: tuple[type, ...] = (dict, list)) -> Any:
+    """A result file's JSON (None when absent), refused with one line when unreadable or of the wrong shape."""
     if path is None or not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise NamesaeError(f"{path}: invalid JSON ({err}); re-run the step that wrote it") from None
+    except OSError as err:
+        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
+    if not isinstance(data, kinds):
+        want = " or ".join("an object" if k is dict else "a list" for k in kinds)
+        raise NamesaeError(f"{path}: top level must be {want}, got {type(data).__name__}; "
+                           "re-run the step that wrote it")
+    if isinstance(data, dict) and CHECKSUM_KEY in data:  # identity.json, features.json: sealed by their writer
+        check_sealed(data, path, "re-run the step that wrote it")
+    return data
 
 
-def _records(data: Any, keys: tuple[str, ...]) -> list[dict]:
-    """A list of record dicts from either a bare list or a dict holding one under a known key."""
-    if data is None:
+def _records(data: Any, keys: tuple[str, ...], path: Path | None = None) -> list[dict]:
+    """A list of record dicts from either a bare list or a dict holding one under a known key.
+
+    With `path` (the result files the report is built from) a record list of the wrong shape is refused, naming
+    the file and the field; without it (optional side files) what does not fit is left out.
+    """
+    if data is None or not isinstance(data, (list, dict)):
         return []
+    found, where = None, "top level"
     if isinstance(data, list):
-        return [r for r in data if isinstance(r, dict)]
-    for key in keys:
-        if isinstance(data.get(key), list):
-            return [r for r in data[key] if isinstance(r, dict)]
-        if isinstance(data.get(key), dict):
-            return [dict(v, name=k) if "name" not in v else v for k, v in data[key].items()]
-    return []
+        found = data
+    else:
+        for key in keys:
+            if key in data:
+                found, where = data[key], f"field {key!r}"
+                break
+        if found is None:
+            return []
+    if isinstance(found, dict):
+        found = [dict(v, name=k) if isinstance(v, dict) and "name" not in v else v for k, v in found.items()]
+    if path is None:
+        return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    fix = "re-run the step that wrote it"
+    if not isinstance(found, list):
+        raise NamesaeError(f"{path}: {where} must be a list of records, got {type(found).__name__}; {fix}")
+    for i, rec in enumerate(found):
+        if not isinstance(rec, dict):
+            raise NamesaeError(f"{path}: record {i} of {where} must be an object, got {type(rec).__name__}; {fix}")
+    return found
+
+
+def _check_records(records: list[dict], path: Path, key: str, kinds: tuple[type, ...]) -> None:
+    """Refuse records whose identifying field (a name, a feature index) is missing or of the wrong type."""
+    for i, rec in enumerate(records):
+        value = rec.get(key)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise NamesaeError(f"{path}: record {i} has field {key!r} = {value!r:.60}, expected "
+                               f"{' or '.join(k.__name__ for k in kinds)}; re-run the step that wrote it")
+
+
+def _manifest(run_dir: Path) -> dict[str, str]:
+    """run.json's artefact paths ({artefact: path relative to the run folder}), checked field by field."""
+    path = run_dir / "run.json"
+    data = _read_json(path, (dict,)) or {}
+    out = {}
+    for key, value in data.items():
+        if key not in DEFAULT_ARTEFACTS:
+            continue  # run.json also records artefacts the report does not show
+        if not isinstance(value, str) or not value:
+            raise NamesaeError(f"{path}: field {key!r} must be a path relative to the run folder, got {value!r}; "
+                               "fix it or delete run.json to use the default names")
+        out[key] = value
+    return out
 
 
 def feature_id(item: Any) -> int | None:
@@ -111,22 +171,47 @@ class _Run:
     def __init__(self, run_dir: Path) -> None:
         if not run_dir.is_dir():
             raise NamesaeError(f"{run_dir}: run directory not found; pass the --out folder of a namesae run")
-        manifest = _read_json(run_dir / "run.json") or {}
+        manifest = _manifest(run_dir)
         self.dir = run_dir
         self.paths = {k: run_dir / manifest.get(k, v) for k, v in DEFAULT_ARTEFACTS.items()}
-        self.scorecard = _read_json(self.paths["scorecard"]) or {}
-        self.metrics = _read_json(self.paths["metrics"]) or {}
-        self.identity = _records(_read_json(self.paths["identity"]), ("names", "records", "identity"))
-        self.features = _records(_read_json(self.paths["features"]), ("features", "records"))
+        self.scorecard = _read_json(self.paths["scorecard"], (dict,)) or {}
+        self.metrics = _read_json(self.paths["metrics"], (dict,)) or {}
+        self.identity = _records(_read_json(self.paths["identity"]), ("names", "records", "identity"),
+                                 self.paths["identity"])
+        _check_records(self.identity, self.paths["identity"], "name", (str,))
+        self.features = _records(_read_json(self.paths["features"]), ("features", "records"), self.paths["features"])
+        _check_records(self.features, self.paths["features"], "feature", (int,))
         self.groups = _read_json(self.paths["groups"]) or {}
-        self.emergence = _read_json(self.paths["emergence"]) or {}
+        self.emergence = _read_json(self.paths["emergence"], (dict,)) or {}
         self.basis = _read_json(self.paths["basis"]) or {}
         self.search = _read_json(self.paths["search"]) or {}
         truth = _read_json(self.paths["truth"]) or {}
-        self.truth = {r["name"]: r for r in _records(truth, ("names",))}
+        self.truth = {str(r["name"]): r for r in _records(truth, ("names",)) if "name" in r}
+        _check_emergence(self.emergence, self.paths["emergence"])
         if not self.identity and not self.features and not self.scorecard:
             raise NamesaeError(f"{run_dir}: no identity.json, features.json or scorecard.json found; "
                                "run `namesae identity`/`features` (or `namesae demo`) first")
+
+
+def _number_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def _check_emergence(emergence: dict[str, Any], path: Path) -> None:
+    """Refuse an emergence.json whose axis values, curves or phases are not lists of numbers."""
+    if "axis_values" in emergence and not _number_list(emergence["axis_values"]):
+        raise NamesaeError(f"{path}: field 'axis_values' must be a list of numbers, got "
+                           f"{emergence['axis_values']!r:.80}; re-run `namesae emergence`")
+    for rec in _records(emergence, ("names", "records"), path):
+        for key in ("axis_values", "dedication"):
+            if key in rec and not _number_list(rec[key]):
+                raise NamesaeError(f"{path}: field {key!r} of name {rec.get('name')!r:.60} must be a list of "
+                                   f"numbers, got {rec[key]!r:.80}; re-run `namesae emergence`")
+        if "phases" in rec and not (isinstance(rec["phases"], list)
+                                    and all(p is None or (isinstance(p, int) and not isinstance(p, bool))
+                                            for p in rec["phases"])):
+            raise NamesaeError(f"{path}: field 'phases' of name {rec.get('name')!r:.60} must be a list of phase "
+                               f"numbers 1-4 (or null), got {rec['phases']!r:.80}; re-run `namesae emergence`")
 
 
 def _name_groups(groups: Any, name: str) -> list[dict]:
@@ -163,26 +248,55 @@ def _emergence_entry(emergence: Any, name: str) -> dict | None:
     return None
 
 
+def confined_image(root: Path, relative: str) -> tuple[Path | None, bool]:
+    """(the file `relative` names inside folder `root`, or None; whether it leads outside `root`). Resolved
+    first, so `..`, absolute paths and symlinks out of `root` all count as outside."""
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        return None, True
+    if not path.is_relative_to(root):
+        return None, True
+    return (path if path.is_file() else None), False
+
+
 def _image_rows(store_path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Image paths per name and each name's medoid image, when the store holds images on disk."""
+    """Image paths per name and each name's medoid image, when the store holds images on disk.
+
+    Only files inside the store's folder are used: a path that leads outside it is skipped with a warning.
+    """
     from namesae.store import EmbeddingStore
 
     if not store_path.is_file():
         return {}, {}
+    root = store_path.parent.resolve()
     with EmbeddingStore.open(store_path) as store:
         images = store.images
         if images is None:
             return {}, {}
         by_name: dict[str, list[str]] = {}
         medoids: dict[str, str] = {}
+        outside: list[str] = []
         for name, rows in store.name_index().items():
-            rows = [r for r in rows if images[r] and (store_path.parent / images[r]).is_file()]
+            found = {}
+            for r in rows:
+                if not images[r]:
+                    continue
+                path, leaves = confined_image(root, str(images[r]))
+                if leaves:
+                    outside.append(str(images[r]))
+                if path is not None:
+                    found[r] = path
+            rows = list(found)
             if not rows:
                 continue
-            by_name[name] = [str(store_path.parent / images[r]) for r in rows]
+            by_name[name] = [str(found[r]) for r in rows]
             x = store.read_rows(rows)
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
             medoids[name] = by_name[name][int(np.argmax((x @ x.T).sum(axis=1)))]
+    if outside:
+        log.warning("%s: skipped %d image path(s) that lead outside the store's folder %s (e.g. %r)",
+                    store_path, len(outside), root, outside[0])
     return by_name, medoids
 
 
@@ -249,17 +363,57 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, max_fea
     """Write the static HTML report of a run directory; returns where the index is."""
     run = _Run(Path(run_dir))
     out = Path(out_dir) if out_dir is not None else run.dir / "report"
+    check_report_out(out, run.dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    old = None
     try:
         result = _write_site(run, stage, max_feature_pages)
-        if out.exists():
-            shutil.rmtree(out)
+        write_json(stage / REPORT_MARKER, {"format": REPORT_FORMAT, "run": str(run.dir.resolve())})
+        if out.is_dir() and not _empty(out):
+            # Replace a previous report: move it aside, rename the new one in, then delete the old one (which
+            # check_report_out has shown to be a namesae report: the only folder this deletes).
+            old = Path(tempfile.mkdtemp(prefix=".report-old-", dir=out.parent))
+            os.replace(out, old / "site")
+        elif out.is_dir():
+            out.rmdir()
         os.replace(stage, out)
+    except BaseException:
+        if old is not None and not out.exists():
+            os.replace(old / "site", out)  # put the previous report back
+        raise
     finally:
         if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(stage, ignore_errors=True)  # our own staging folder
+        if old is not None and (old / "site" / REPORT_MARKER).is_file():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old is not None and _empty(old):
+            old.rmdir()
     return ReportResult(out / "index.html", result.n_name_pages, result.n_feature_pages, result.plots)
+
+
+def _empty(folder: Path) -> bool:
+    return next(folder.iterdir(), None) is None
+
+
+def is_report(folder: Path) -> bool:
+    """Whether a folder is a site namesae wrote (it holds the `.namesae-report` marker)."""
+    return (folder / REPORT_MARKER).is_file() and not (folder / REPORT_MARKER).is_symlink()
+
+
+def check_report_out(out: Path, run_dir: Path) -> None:
+    """Refuse a --out that the report must not replace: the run folder or one above it, a file, or a non-empty
+    folder that is not a namesae report."""
+    target, run = out.resolve(), run_dir.resolve()
+    if run == target or run.is_relative_to(target):
+        raise NamesaeError(f"--out {out}: is the run folder {run_dir} or a folder above it, and the report replaces "
+                           f"its --out; use a new folder such as {run_dir / 'report'}")
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not out.is_dir():
+            raise NamesaeError(f"--out {out}: exists and is not a folder; use a new folder for the report")
+        if not _empty(out) and not is_report(out):
+            raise NamesaeError(f"--out {out}: is a non-empty folder that is not a namesae report (no "
+                               f"{REPORT_MARKER}); nothing was deleted; use a new or empty folder")
 
 
 def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:

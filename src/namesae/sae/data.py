@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,44 @@ def mean_squared_norm(store: EmbeddingStore, rows: np.ndarray, max_rows: int = 6
     if not msn > 0:
         raise NamesaeError(f"{store.path}: the training rows are all zero; nothing to learn")
     return msn
+
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable; None when unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def training_memory(batch_size: int, d_in: int, d_sae: int, shuffle_buffer: int, on_cpu: bool,
+                    itemsize: int = 4) -> int:
+    """Bytes a training step holds beyond the weights: the shuffle buffer and batch on the host ([rows, d_in]),
+    and on CPU the step's [batch, d_sae] activations (pre-activations, codes and their gradients)."""
+    host = (shuffle_buffer + 2 * batch_size) * d_in * itemsize
+    return host + (4 * batch_size * d_sae * itemsize if on_cpu else 0)
+
+
+def check_training_memory(batch_size: int, d_in: int, d_sae: int, shuffle_buffer: int, on_cpu: bool,
+                          itemsize: int = 4) -> None:
+    """Refuse up front a batch whose buffers would not fit in the available memory (ConfigError with the limit)."""
+    need = training_memory(batch_size, d_in, d_sae, shuffle_buffer, on_cpu, itemsize)
+    have = available_memory()
+    if have is None or need <= have:
+        return
+    per_row = training_memory(1, d_in, d_sae, 0, on_cpu, itemsize)
+    largest = max(0, (have - shuffle_buffer * d_in * itemsize) // per_row)
+    raise ConfigError(f"batch_size = {batch_size}: its buffers need about {need / 2**30:.1f} GiB (d_in {d_in}, "
+                      f"d_sae {d_sae}, shuffle_buffer {shuffle_buffer}), more than the {have / 2**30:.1f} GiB "
+                      f"available; the limit here is about batch_size = {largest:,}: lower batch_size")
 
 
 class StoreStream:

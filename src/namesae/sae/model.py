@@ -4,12 +4,19 @@ On disk (one folder): `cfg.json` + `sae_weights.safetensors` (SAELens format: `s
 opens it), `namesae.json` (store space, normalisation, split, config, step) and, for finished runs, `metrics.json`.
 Saved weights read and write *store units*: the training-time input scale is folded into the weights, and decoder
 rows are unit norm, so a code f_j is the length of feature j's contribution to the reconstruction.
+
+`namesae.json` (format version 2) records the sha256 of every file beside it (`checksums`) and of its own other
+fields (`checksum`); `load_sae` verifies them (`verify=True`, the default), so a flipped byte anywhere in the folder
+is refused instead of giving different numbers. A folder without `namesae.json` (a plain SAELens SAE) still loads,
+with a warning: its weights cannot be verified, and its space is read from SAELens's `cfg.json` metadata when
+namesae wrote it; when no space is known, `check_space` checks the dimension only and warns that it did.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,16 +28,21 @@ import numpy as np
 
 from namesae import __version__
 from namesae.errors import NamesaeError, SpaceMismatchError
+from namesae.io import check_sealed, sealed, sha256_file
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
 
 SAE_FORMAT = "namesae-sae"
-SAE_FORMAT_VERSION = 1
+SAE_FORMAT_VERSION = 2  # 2: namesae.json carries sha256 checksums of the folder's files and of itself
+CHECKSUMMED_FORMAT_VERSION = 2
 INFO_FILE = "namesae.json"
 METRICS_FILE = "metrics.json"
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+TRAIN_LOG_FILE = "train_log.json"
+NORMALIZATIONS = ("none", "unit_mean_squared_norm")
+_warned_unchecked: set[str] = set()
 
 
 @dataclass
@@ -133,6 +145,12 @@ def decode(sae: TrainedSAE, codes: Any) -> Any:
 
 def check_space(sae: TrainedSAE, store: EmbeddingStore) -> None:
     """Refuse a store whose dimension or space differs from the SAE's (SpaceMismatchError naming both)."""
+    if not sae.space:
+        key = str(sae.path)
+        if key not in _warned_unchecked:
+            _warned_unchecked.add(key)
+            log.warning("%s: the SAE records no embedding space (no namesae.json); only the dimension of %s was "
+                        "checked", sae.path, store.path)
     if int(sae.d_in) != store.dim:
         raise SpaceMismatchError(f"{store.path}: store dim {store.dim} differs from the SAE's d_in {sae.d_in} "
                                  f"(SAE {sae.path}, space {sae.space!r}); use the store the SAE was trained on")
@@ -175,6 +193,19 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
+def _checksums(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
+    return {name: sha256_file(folder / name) for name in names if (folder / name).is_file()}
+
+
+CHECKED_FILES = (CFG_FILE, WEIGHTS_FILE, METRICS_FILE, TRAIN_LOG_FILE)
+
+
+def _info_with_checksums(info: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """namesae.json's content: header version 2, the checksums of the files now in `folder`, sealed."""
+    return sealed({**info, "format": SAE_FORMAT, "format_version": SAE_FORMAT_VERSION,
+                   "checksums": _checksums(folder, CHECKED_FILES)})
+
+
 def git_commit() -> str | None:
     """The git commit of the namesae source tree, when it is a checkout."""
     import subprocess
@@ -215,7 +246,7 @@ def write_saelens_folder(inference_sae: Any, folder: Path, info: dict[str, Any],
     (tmp / CFG_FILE).write_text(json.dumps(inference_sae.cfg.to_dict()), encoding="utf-8")
     if metrics is not None:
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    (tmp / INFO_FILE).write_text(json.dumps(_info_with_checksums(info, tmp), indent=1) + "\n", encoding="utf-8")
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
         os.replace(folder, old)
@@ -242,47 +273,166 @@ def write_saelens_files(inference_sae: Any, folder: Path, info: dict[str, Any],
     atomic_write_text(folder / CFG_FILE, json.dumps(inference_sae.cfg.to_dict()))
     if metrics is not None:
         write_json(folder / METRICS_FILE, metrics)
-    write_json(folder / INFO_FILE, info)
+    write_json(folder / INFO_FILE, _info_with_checksums(info, folder))
 
 
-def load_sae(path: str | Path, device: str = "cpu") -> TrainedSAE:
-    """Open an SAE folder written by namesae (or any SAELens folder: cfg.json + sae_weights.safetensors)."""
-    from sae_lens import SAE
+def _read_json_file(path: Path, kind: type, what: str, fix: str) -> Any:
+    """A JSON file of an SAE folder, refused with one line (file, problem, fix) when unreadable or mis-shaped."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NamesaeError(f"{path}: invalid JSON ({err}); {fix}") from None
+    except OSError as err:
+        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); {fix}") from None
+    if not isinstance(data, kind):
+        raise NamesaeError(f"{path}: {what} must be a JSON {'object' if kind is dict else 'list'}, got "
+                           f"{type(data).__name__}; {fix}")
+    return data
 
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_info(info: dict[str, Any], file: Path, fix: str) -> None:
+    """Refuse a namesae.json whose fields have the wrong types (each named with the fix)."""
+    version = info.get("format_version")
+    if info.get("format") != SAE_FORMAT or not _positive_int(version) or version > SAE_FORMAT_VERSION:
+        raise NamesaeError(f"{file}: not a namesae SAE file of a version this namesae reads (field 'format' "
+                           f"{info.get('format')!r}, 'format_version' {version!r}; this namesae reads "
+                           f"{SAE_FORMAT!r} versions 1-{SAE_FORMAT_VERSION}); {fix}")
+    checks = {
+        "space": lambda v: v is None or isinstance(v, str),
+        "architecture": lambda v: isinstance(v, str),
+        "d_in": _positive_int, "d_sae": _positive_int,
+        "step": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        "complete": lambda v: isinstance(v, bool),
+        "config": lambda v: v is None or isinstance(v, dict),
+        "normalization": lambda v: v is None or isinstance(v, dict),
+        "checksums": lambda v: isinstance(v, dict) and all(isinstance(h, str) for h in v.values()),
+    }
+    for key, ok in checks.items():
+        if key in info and not ok(info[key]):
+            raise NamesaeError(f"{file}: field {key!r} has the wrong type ({info[key]!r:.80}); {fix}")
+    norm = info.get("normalization")
+    if isinstance(norm, dict):
+        kind, scale = norm.get("kind", "none"), norm.get("scale")
+        if kind not in NORMALIZATIONS:
+            raise NamesaeError(f"{file}: field 'normalization.kind' is {kind!r}, not one of {list(NORMALIZATIONS)}; "
+                               f"{fix}")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                  or not math.isfinite(scale) or scale <= 0):
+            raise NamesaeError(f"{file}: field 'normalization.scale' must be a number > 0, got {scale!r}; {fix}")
+
+
+def _check_cfg(cfg: dict[str, Any], file: Path, fix: str) -> None:
+    for key in ("d_in", "d_sae"):
+        if not _positive_int(cfg.get(key)):
+            raise NamesaeError(f"{file}: field {key!r} must be a positive integer, got {cfg.get(key)!r}; {fix}")
+    if "architecture" in cfg and not isinstance(cfg["architecture"], str):
+        raise NamesaeError(f"{file}: field 'architecture' must be a string, got {cfg['architecture']!r}; {fix}")
+
+
+def _check_weights(file: Path, d_in: int, d_sae: int, fix: str) -> None:
+    """Refuse a safetensors file that is damaged or whose tensors do not fit cfg.json's sizes."""
+    from safetensors import SafetensorError, safe_open
+
+    want = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            keys = set(fh.keys())
+            for key, shape in want.items():
+                if key not in keys:
+                    raise NamesaeError(f"{file}: tensor {key!r} is missing; {fix}")
+                got = tuple(fh.get_slice(key).get_shape())
+                if got != shape:
+                    raise NamesaeError(f"{file}: tensor {key!r} has shape {list(got)}, cfg.json says "
+                                       f"{list(shape)}; {fix}")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise NamesaeError(f"{file}: not a readable safetensors file ({type(err).__name__}: {err}); {fix}") from None
+
+
+def _verify_checksums(path: Path, info: dict[str, Any], fix: str) -> None:
+    sums = info.get("checksums") or {}
+    for name in (CFG_FILE, WEIGHTS_FILE):
+        if name not in sums:
+            raise NamesaeError(f"{path / INFO_FILE}: field 'checksums' lacks {name!r}; {fix}")
+    for name, digest in sums.items():
+        if name not in CHECKED_FILES:
+            raise NamesaeError(f"{path / INFO_FILE}: field 'checksums' names an unknown file {name!r}; {fix}")
+        file = path / name
+        if not file.is_file():
+            raise NamesaeError(f"{file}: missing, but namesae.json records its checksum; {fix}")
+        if sha256_file(file) != digest:
+            raise NamesaeError(f"{file}: sha256 differs from the one namesae.json recorded when it was saved (the "
+                               f"file is damaged or was changed); {fix}")
+
+
+def load_sae(path: str | Path, device: str = "cpu", verify: bool = True) -> TrainedSAE:
+    """Open an SAE folder written by namesae (or any SAELens folder: cfg.json + sae_weights.safetensors).
+
+    With `verify` (the default) the sha256 of every file recorded in namesae.json is checked first.
+    Every damaged or mis-shaped file is refused with a NamesaeError naming it, the field and the fix.
+    """
     path = Path(path)
     if not path.is_dir():
         raise NamesaeError(f"{path}: SAE folder not found")
+    fix = ("restore the folder from a copy, or retrain it (`namesae train ... --overwrite`)")
     missing = [f for f in (CFG_FILE, WEIGHTS_FILE) if not (path / f).is_file()]
     if missing:
         hint = (" (training has not finished: run the same `namesae train` command again to resume)"
                 if (path / "state").is_dir() else "")
         raise NamesaeError(f"{path}: not an SAE folder: missing {missing}{hint}")
     info: dict[str, Any] = {}
+    cfg = _read_json_file(path / CFG_FILE, dict, "cfg.json", fix)
     if (path / INFO_FILE).is_file():
-        try:
-            info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise NamesaeError(f"{path / INFO_FILE}: invalid JSON ({err})") from None
-        if info.get("format") != SAE_FORMAT or int(info.get("format_version", 0)) > SAE_FORMAT_VERSION:
-            raise NamesaeError(f"{path / INFO_FILE}: not a namesae SAE file of a version this namesae reads "
-                               f"(format {info.get('format')!r}, version {info.get('format_version')!r})")
+        info = _read_json_file(path / INFO_FILE, dict, "namesae.json", fix)
+        _check_info(info, path / INFO_FILE, fix)
+        if info["format_version"] >= CHECKSUMMED_FORMAT_VERSION:
+            check_sealed(info, path / INFO_FILE, fix)
+            if verify:
+                _verify_checksums(path, info, fix)
+        else:
+            log.warning("%s: written before namesae recorded checksums (format_version %s); its files are not "
+                        "verified", path / INFO_FILE, info["format_version"])
     else:
-        log.warning("%s: no %s; loading as a plain SAELens SAE (space unknown, no normalisation)", path, INFO_FILE)
-    try:
-        model = SAE.load_from_disk(str(path), device=device)
-    except (ValueError, KeyError, RuntimeError, OSError, json.JSONDecodeError) as err:
-        raise NamesaeError(f"{path}: cannot load the SAELens checkpoint ({type(err).__name__}: {err})") from None
-    model.eval()
+        metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+        space = metadata.get("namesae_space")
+        if isinstance(space, str) and space:
+            info = {"space": space}
+        log.warning("%s: no %s; loading as a plain SAELens SAE (weights not verified, no normalisation, space %s)",
+                    path, INFO_FILE, repr(space) + " from cfg.json metadata" if info else
+                    "unknown: only the dimension of a store can be checked")
+    _check_cfg(cfg, path / CFG_FILE, fix)
+    _check_weights(path / WEIGHTS_FILE, cfg["d_in"], cfg["d_sae"], fix)
+    model = _load_saelens(path, device, fix)
     metrics = None
     if (path / METRICS_FILE).is_file():
-        metrics = json.loads((path / METRICS_FILE).read_text(encoding="utf-8"))
+        metrics = _read_json_file(path / METRICS_FILE, dict, "metrics.json", fix)
     train_log = []
-    if (path / "train_log.json").is_file():
-        train_log = json.loads((path / "train_log.json").read_text(encoding="utf-8"))
+    if (path / TRAIN_LOG_FILE).is_file():
+        train_log = _read_json_file(path / TRAIN_LOG_FILE, list, "train_log.json", fix)
     norm = info.get("normalization") or {}
     return TrainedSAE(model=model, space=info.get("space"),
                       architecture=info.get("architecture", model.cfg.architecture()),
                       normalization=norm.get("scale"), path=path, info=info, metrics=metrics, train_log=train_log)
+
+
+def _load_saelens(path: Path, device: str, fix: str) -> Any:
+    """SAELens's loader over an already checked folder; anything it still refuses becomes one line."""
+    import torch
+    from sae_lens import SAE
+
+    try:
+        model = SAE.load_from_disk(str(path), device=device)
+    except Exception as err:  # noqa: BLE001 -- a third-party loader over user files: any failure is a bad folder
+        raise NamesaeError(f"{path}: SAELens cannot load this checkpoint ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''}); {fix}") from None
+    model.eval()
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NamesaeError(f"{path / WEIGHTS_FILE}: tensor {name!r} holds NaN or Inf; {fix}")
+    return model
 
 
 def inference_model(training_sae: Any, scale: float) -> Any:

@@ -3,7 +3,9 @@
 `DIR/state/` holds `tensors.safetensors` (training-unit SAE weights, Adam moments, feature counters, torch RNG)
 and `state.json` (step, samples seen = the data stream's position, optimizer hyper-parameters, learning-rate and
 coefficient scheduler states, progress log, the run's identity). A new state is written to a temporary folder and
-renamed into place, so a kill at any moment leaves either the previous state or the new one.
+renamed into place, so a kill at any moment leaves either the previous state or the new one. `state.json`
+(version 2) records the sha256 of the tensors file and of its own other fields; a state that fails either check,
+or lacks a field, is refused with one line that says to delete it (the run then starts over).
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from typing import Any
 import torch
 
 from namesae.errors import NamesaeError
+from namesae.io import check_sealed, sealed, sha256_file
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = "state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: sealed state.json with the tensors' sha256
+TENSORS_FILE = "tensors.safetensors"
+REQUIRED_KEYS = {"n_training_steps": int, "n_training_samples": int, "n_frac_active_samples": int,
+                 "started_fine_tuning": bool, "optimizer_param_groups": list, "optimizer_state_keys": dict,
+                 "lr_scheduler": dict, "coefficient_schedulers": dict}
 
 
 def _jsonable(value: Any) -> Any:
@@ -71,8 +78,9 @@ def save_state(run_dir: Path, trainer: Any, extra: dict[str, Any]) -> None:
     tmp = run_dir / f".state.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "tensors.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+    save_file(tensors, str(tmp / TENSORS_FILE))
+    meta["tensors_sha256"] = sha256_file(tmp / TENSORS_FILE)
+    (tmp / "state.json").write_text(json.dumps(sealed(meta)), encoding="utf-8")
     final = run_dir / STATE_DIR
     if final.exists():
         old = run_dir / f".state.old-{os.getpid()}"
@@ -93,24 +101,57 @@ def find_state(run_dir: Path) -> Path | None:
     return olds[-1] if olds else None
 
 
+def _fix(folder: Path) -> str:
+    return f"delete {folder} to start the run over (or run with --overwrite)"
+
+
 def read_state_meta(folder: Path) -> dict[str, Any]:
-    """The JSON half of a saved state."""
+    """The JSON half of a saved state, checked: its version, its own checksum and every field resume reads."""
+    path = folder / "state.json"
     try:
-        meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise NamesaeError(f"{folder}: unreadable training state ({err}); delete it to start over") from None
-    if meta.get("state_version") != STATE_VERSION:
-        raise NamesaeError(f"{folder}: training state version {meta.get('state_version')} is not "
-                           f"{STATE_VERSION}; delete it to start over")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NamesaeError(f"{path}: unreadable training state ({err}); {_fix(folder)}") from None
+    if not isinstance(meta, dict):
+        raise NamesaeError(f"{path}: training state must be a JSON object, got {type(meta).__name__}; "
+                           f"{_fix(folder)}")
+    version = meta.get("state_version")
+    if version not in (1, STATE_VERSION) or isinstance(version, bool):
+        raise NamesaeError(f"{path}: field 'state_version' is {version!r}, not {STATE_VERSION}; {_fix(folder)}")
+    if version >= 2:
+        check_sealed(meta, path, _fix(folder))
+    for key, kind in REQUIRED_KEYS.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise NamesaeError(f"{path}: field {key!r} is missing or not {kind.__name__} ({value!r:.60}); "
+                               f"{_fix(folder)}")
+    if not isinstance(meta.get("train_log", []), list) or not isinstance(meta.get("seconds", 0.0), (int, float)):
+        raise NamesaeError(f"{path}: field 'train_log' or 'seconds' has the wrong type; {_fix(folder)}")
     return meta
 
 
 def load_state(folder: Path, trainer: Any) -> dict[str, Any]:
     """Restore a trainer from a saved state; returns the JSON part (with `extra`)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     meta = read_state_meta(folder)
-    tensors = load_file(str(folder / "tensors.safetensors"))
+    file = folder / TENSORS_FILE
+    if not file.is_file():
+        raise NamesaeError(f"{file}: missing from the training state; {_fix(folder)}")
+    if meta["state_version"] >= 2 and sha256_file(file) != meta.get("tensors_sha256"):
+        raise NamesaeError(f"{file}: sha256 differs from the one state.json recorded (the state is damaged); "
+                           f"{_fix(folder)}")
+    try:
+        tensors = load_file(str(file))
+        _restore(trainer, meta, tensors)
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
+        raise NamesaeError(f"{folder}: the training state does not fit this run ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''}); {_fix(folder)}") from None
+    return meta
+
+
+def _restore(trainer: Any, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     device = trainer.sae.W_dec.device
     sae_state = {k[4:]: v for k, v in tensors.items() if k.startswith("sae.")}
     trainer.sae.load_state_dict(sae_state)
@@ -135,7 +176,6 @@ def load_state(folder: Path, trainer: Any) -> dict[str, Any]:
     trainer.n_frac_active_samples = meta["n_frac_active_samples"]
     trainer.started_fine_tuning = meta["started_fine_tuning"]
     torch.set_rng_state(tensors["rng.torch"])
-    return meta
 
 
 def clear_state(run_dir: Path) -> None:

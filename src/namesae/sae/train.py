@@ -26,6 +26,7 @@ from namesae.sae.config import SAELENS_ARCHITECTURE, TOPK_FAMILY, TrainConfig
 from namesae.sae.data import (
     RowSplit,
     StoreStream,
+    check_training_memory,
     evenly_spaced,
     mean_squared_norm,
     read_names_file,
@@ -83,6 +84,8 @@ def plan_run(store: EmbeddingStore, config: TrainConfig) -> RunPlan:
     d_sae = config.width(d_in)
     if config.architecture == "matryoshka":
         config.levels(d_sae)
+    check_training_memory(config.batch_size, d_in, d_sae, min(config.shuffle_buffer, rows.size),
+                          on_cpu=not config.device.startswith("cuda"), itemsize=8 if config.dtype == "float64" else 4)
     msn = mean_squared_norm(store, split.train)
     scale = 1.0 / math.sqrt(msn) if config.normalize else 1.0
     info = {"path": str(store.path), "rows": len(store), "dim": d_in, "space": store.space,

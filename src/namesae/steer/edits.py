@@ -410,7 +410,7 @@ def load_edits(spec: str | Path, groups: Mapping[str, Sequence[int]] | None = No
         raise ConfigError(f"{path}: edits file not found (give a .json or .toml file, or inline JSON)")
     if path.suffix.lower() == ".toml":
         from namesae.config import load_toml
-        return parse_edits(load_toml(path), str(path), groups)
+        return parse_edits(load_toml(path, sections=False), str(path), groups)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
