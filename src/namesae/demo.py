@@ -47,8 +47,15 @@ class DemoConfig:
     """Write the HTML report."""
     progress: bool = True
     """Show progress bars."""
+    stability_seeds: int = 2
+    """SAEs trained with other seeds (1, 2, ...) for the seed-stability lines; 0 skips them."""
+    absorption: bool = True
+    """Score absorption on a second small world whose name parts own features (see `ABSORPTION_WORLD`)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.stability_seeds, bool) or not isinstance(self.stability_seeds, int) or \
+                self.stability_seeds < 0:
+            raise ConfigError(f"stability_seeds must be an integer >= 0, got {self.stability_seeds!r}")
         if int(self.group_cases) < 1:
             raise ConfigError(f"group_cases must be >= 1, got {self.group_cases!r}")
         if int(self.basis_k) < 1:
@@ -113,6 +120,10 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "lr": 1e-3, "seed": 0,
 }
 DEFAULT_EMERGENCE_TRAIN: dict[str, Any] = {**DEFAULT_TRAIN, "steps": 1500}
+# The absorption world: a quarter of first names and surnames own a feature of their own, carried by half of the
+# full names that contain them; wide enough (d = 128) that every identity direction is orthogonal to the others.
+ABSORPTION_WORLD: dict[str, Any] = {"dim": 128, "n_first": 24, "n_last": 24, "n_full": 120, "n_dedicated": 24,
+                                    "dedicated_part_fraction": 0.25, "progression": False}
 
 
 @dataclass
@@ -216,6 +227,10 @@ def run_demo(settings: DemoSettings | None = None, out: str | Path = "runs/demo"
     world_dir = step("synth", lambda: _synth(settings, out / "world", card))
     sae = step("train", lambda: _train(settings, world_dir, out / "sae", card, progress))
     identity = step("identity", lambda: _identity(settings, sae, world_dir, out, card, progress))
+    if settings.demo.stability_seeds:
+        step("seed_stability", lambda: _seed_stability(settings, sae, world_dir, identity, out, card, progress))
+    if settings.demo.absorption:
+        step("absorption", lambda: _absorption(settings, out / "absorption", card, progress))
     step("groups", lambda: _groups(settings, sae, world_dir, identity, out, card))
     step("emergence", lambda: _emergence(settings, world_dir, out / "emergence", card, progress))
     step("steer", lambda: _steer(settings, sae, world_dir, identity, out / "steer", card))
@@ -298,6 +313,62 @@ def _identity(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card
     card.add("identity.rigidity_spearman", score["rigidity_spearman"], at_least=0.8,
              what=f"Spearman of {score['rigidity_measure']} with planted rigidity")
     return result
+
+
+def _seed_stability(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard,
+                    progress: bool) -> None:
+    import dataclasses
+
+    from namesae.identity import add_seed_stability, score_seed_stability, write_identity
+    from namesae.sae import train_sae
+    from namesae.store import EmbeddingStore
+    from namesae.synth import load_truth
+
+    others = [train_sae(world_dir / "image.h5", dataclasses.replace(settings.train, seed=settings.train.seed + s),
+                        out / f"sae_seed{settings.train.seed + s}", progress=progress, overwrite=True)
+              for s in range(1, settings.demo.stability_seeds + 1)]
+    with EmbeddingStore.open(world_dir / "image.h5") as image:
+        summary = add_seed_stability(identity, sae, others, image, settings.features)
+    write_identity(identity, out)
+    score = score_seed_stability(identity.records, load_truth(world_dir))
+    card.add("stability.dedicated_in_every_seed", score["dedicated_in_every_seed"], at_least=0.9,
+             what=f"planted dedicated names found dedicated by all {summary['n_saes']} SAEs (seeds)")
+    card.add("stability.compositional_in_no_seed", score["compositional_in_no_seed"], at_least=0.95,
+             what="planted compositional names found dedicated by none of the SAEs")
+    card.add("stability.matched_cosine", score["dedicated_matched_cosine"], at_least=0.9,
+             what="planted dedicated names: decoder cosine of the identity feature and its Hungarian match")
+    card.add("stability.seed_agreement", summary["mean_seed_agreement"],
+             what="all names: share of SAEs agreeing with the majority verdict")
+
+
+def _absorption(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -> None:
+    import dataclasses
+
+    from namesae.identity import run_identity, score_absorption, score_identity, write_identity
+    from namesae.sae import train_sae
+    from namesae.store import EmbeddingStore
+    from namesae.synth import SynthConfig, build_world, load_truth, write_world
+
+    world_dir = out / "world"
+    write_world(build_world(SynthConfig(seed=settings.synth.seed, **ABSORPTION_WORLD)), world_dir)
+    sae = train_sae(world_dir / "image.h5", dataclasses.replace(settings.train), out / "sae", progress=progress,
+                    overwrite=True)
+    with EmbeddingStore.open(world_dir / "image.h5") as image:
+        result = run_identity(sae, image, settings.identity, settings.features, progress=progress)
+    write_identity(result, out)
+    truth = load_truth(world_dir)
+    found = score_identity(result.records, truth)
+    score = score_absorption(result.records, truth)
+    card.add("absorption.identity_f1", found["f1"], at_least=0.9,
+             what="absorption world: dedicated detection F1 (full names and name parts with their own feature)")
+    card.add("absorption.coverage", score["absorption_coverage"], at_least=0.9,
+             what="planted (full name, dedicated part) pairs whose part feature was found and measured")
+    card.add("absorption.carry_auc", score["absorption_carry_auc"], at_least=0.9,
+             what="compositional full names: a carried part's feature fires more than a part shared by name only")
+    card.add("absorption.dedicated_carried", score["mean_absorption_carried_dedicated"],
+             what="dedicated full names: mean absorption of the parts they carry (1 = part feature silent)")
+    card.add("absorption.compositional_carried", score["mean_absorption_carried_compositional"],
+             what="compositional full names: mean absorption of the parts they carry (the no-absorption level)")
 
 
 def _groups(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:

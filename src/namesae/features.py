@@ -123,9 +123,9 @@ class FeatureStats:
         Walking down feature j's strongest firings, after c of them h_c are rows of n: precision h_c / c, recall
         h_c / rows(n). A prefix qualifies when it meets both thresholds and its gap is >= min_gap: the median of
         n's activations in the prefix over the median of the feature's next c firings (the feature's rest; an
-        unknown rest, past a truncated list, fails; no rest at all passes). The prefix reported is the qualifying
-        one with the highest precision·recall, or, when none qualifies, the highest precision·recall overall
-        (longer prefix on ties)."""
+        unknown rest, past a truncated list, fails; no rest at all passes); a prefix that meets both thresholds
+        but fails the gap counts with precision 0. The prefix reported is the qualifying one with the highest
+        precision·recall, or, when none qualifies, the highest precision·recall overall (longer prefix on ties)."""
         n_pairs = self.pair_feature.size
         prec, rec = np.zeros(n_pairs), np.zeros(n_pairs)
         if self.rank_feature is None:
@@ -164,7 +164,8 @@ class FeatureStats:
         if min_gap > 1.0:
             group_first = np.repeat(first, np.diff(np.r_[first, pos.size]))
             for e in np.flatnonzero(qualifies):
-                qualifies[e] = self._gap(vals[group_first[e]:e + 1], int(fstart[e]), int(ends[e])) >= min_gap
+                if self._gap(vals[group_first[e]:e + 1], int(fstart[e]), int(ends[e])) < min_gap:
+                    qualifies[e], p_e[e] = False, 0.0  # a prefix that fails the gap is no evidence of identity
         # Best entry per pair: qualifying first, then precision·recall, then the longer prefix.
         best = np.lexsort((h, p_e * r_e, qualifies, pos))
         last = np.r_[pos[best][1:] != pos[best][:-1], True]
@@ -184,7 +185,7 @@ class FeatureStats:
             return float("inf")
         return float(np.median(mine) / max(float(np.median(rest)), 1e-30))
 
-    def rule_precision_recall(self, rule: str, tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.5
+    def rule_precision_recall(self, rule: str, tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.25
                               ) -> tuple[np.ndarray, np.ndarray]:
         """(precision, recall) of every stored pair under an identity rule: 'strongest' or 'mass_share'."""
         if rule == "strongest":

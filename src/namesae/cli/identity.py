@@ -32,9 +32,15 @@ def identity(
     tau_r: float = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5)."),
     kind: str = typer.Option(None, "--kind", help="Feature statistics over rows of this kind only (text/image)."),
     write_features: bool = typer.Option(False, "--write-features", help="Also write features.json/csv."),
+    seed_sae: list[Path] = typer.Option(None, "--seed-sae", help="SAE trained with another seed on the same store "
+                                        "(repeat for several): adds seed stability per name (verdict agreement, "
+                                        "Hungarian-matched identity feature and its decoder cosine)."),
+    rule: str = typer.Option(None, "--rule", help="Identity rule: 'strongest' (default: precision and recall "
+                             "among each feature's strongest firings) or 'mass_share' (DESIGN's original)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Per name: identity features (precision >= tau_p, recall >= tau_r), dedicated, dedication, composing
+    """Per name: identity features (precision >= tau_p and recall >= tau_r among each feature's strongest
+    firings, see README "Identity rule"), dedicated, dedication, composing
     features, name-part composition, rigidity (trace, log-det, pairwise cosines, diffusion spectral entropy),
     zero-shot attribute distributions, and z-scores against prior names. Writes identity.json and identity.csv."""
     import dataclasses
@@ -47,14 +53,14 @@ def identity(
     icfg = IdentityConfig()
     if config is not None:
         icfg = config_from_dict(IdentityConfig, load_toml(config).get("identity", {}), f"{config} [identity]")
-    overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r)) if v is not None}
+    overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r), ("rule", rule)) if v is not None}
     if overrides:
         from namesae.errors import ConfigError
 
         try:
             icfg = dataclasses.replace(icfg, **overrides)
         except ConfigError as err:
-            raise ConfigError(f"--tau-p/--tau-r: {err}") from None
+            raise ConfigError(f"--tau-p/--tau-r/--rule: {err}") from None
 
     from namesae.features import compute_feature_stats
     from namesae.identity import load_ladders, load_prior_names, run_identity, write_identity
@@ -75,6 +81,10 @@ def identity(
                               text_store=opened(text_store), vocab=opened(vocab), ladders=lads,
                               ladder_store=opened(ladder_store), prior_names=prior, stats=stats,
                               progress=progress)
+        if seed_sae:
+            from namesae.identity import add_seed_stability
+
+            add_seed_stability(result, model, [load_sae(p) for p in seed_sae], main, fcfg, progress=progress)
         meta = {"sae": str(sae), "store": str(store)}
         paths = list(write_identity(result, out, meta))
         if write_features:
@@ -82,6 +92,14 @@ def identity(
     n_ded = sum(r.dedicated for r in result.records)
     typer.echo(f"identity: {len(result.records)} names, {n_ded} dedicated, "
                f"{len(result.records) - n_ded} compositional; prior: {len(result.prior_names)} names")
+    if result.seed_stability:
+        st = result.seed_stability
+        typer.echo(f"seed stability over {st['n_saes']} SAEs: mean verdict agreement {st['mean_seed_agreement']:.3f}"
+                   f", unanimous {st['unanimous_share']:.3f}")
+    if result.absorption.get("n_dedicated_with_part_feature"):
+        ab = result.absorption
+        typer.echo(f"absorption: {ab['n_dedicated_with_part_feature']} (dedicated name, part) pairs, mean "
+                   f"{ab['mean_absorption_dedicated']:.3f}, absorbed share {ab['absorbed_share_dedicated']:.3f}")
     for note in result.notes:
         typer.echo(f"note: {note}")
     for path in paths:

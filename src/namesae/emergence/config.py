@@ -81,7 +81,7 @@ class EmergenceConfig:
     """Minimum recall(j, n) of an identity feature (as in `namesae identity`)."""
     rule: str = "strongest"
     """Identity rule (as in `namesae identity`): "strongest" or "mass_share"."""
-    min_gap: float = 1.5
+    min_gap: float = 1.25
     """Gap of the "strongest" rule (as in `namesae identity`)."""
     kind: str | None = None
     """Measure dedication on rows of this kind of each point's store ('text' or 'image'); None: every row."""

@@ -65,7 +65,7 @@ def children(earlier: torch.Tensor, later: torch.Tensor, features: np.ndarray, m
 
 
 def pair_lookup(stats: FeatureStats, features: np.ndarray, names: np.ndarray, rule: str = "strongest",
-                tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+                tau_p: float = 0.8, tau_r: float = 0.5, min_gap: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
     """precision(j, n) and recall(j, n) [k] under an identity rule of the given (feature, name index) pairs (0
     where j never fires on n)."""
     n = len(stats.names)
@@ -84,7 +84,7 @@ def pair_lookup(stats: FeatureStats, features: np.ndarray, names: np.ndarray, ru
 
 def name_links(earlier_names: NameFeatures, earlier_stats: FeatureStats, earlier_dirs: torch.Tensor,
                later_names: NameFeatures, later_dirs: torch.Tensor, tau_p: float, min_cosine: float,
-               rule: str = "strongest", tau_r: float = 0.5, min_gap: float = 1.5) -> dict[str, dict[str, Any]]:
+               rule: str = "strongest", tau_r: float = 0.5, min_gap: float = 1.25) -> dict[str, dict[str, Any]]:
     """Each shared name's family link from the earlier SAE to the later one (module docstring), keyed by name."""
     e_index = earlier_names.index()
     names = [n for n in later_names.names if n in e_index]

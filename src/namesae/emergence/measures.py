@@ -137,7 +137,7 @@ class NameFeatures:
 
 
 def name_features(grouped: GroupedStats, tau_p: float, tau_r: float, rule: str = "strongest",
-                  min_gap: float = 1.5) -> NameFeatures:
+                  min_gap: float = 1.25) -> NameFeatures:
     """Dedication, best and identity features, and the identity feature's scenario coverage of every name."""
     stats = grouped.by_name
     n = len(grouped.names)

@@ -13,12 +13,16 @@ from namesae.identity.analysis import (
     add_z_scores,
     identity_records,
     image_measures,
+    part_absorption,
 )
 from namesae.identity.attributes import Ladder, LadderEmbeddings, attribute_batch, embed_ladders, load_ladders
 from namesae.identity.composition import nnls_cosine, part_compositions, split_name
 from namesae.identity.pipeline import (
     load_prior_names,
     run_identity,
+    add_seed_stability,
+    score_absorption,
+    score_seed_stability,
     score_identity,
     write_features,
     write_identity,
@@ -35,7 +39,7 @@ from namesae.identity.rigidity import (
 __all__ = [
     "FIELDS", "MEASURES", "IdentityConfig", "IdentityRecord", "IdentityResult", "Ladder", "LadderEmbeddings",
     "RigidityBatch", "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy",
-    "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names",
-    "nnls_cosine", "part_compositions", "rigidity_batch", "run_identity", "score_identity", "split_name",
+    "embed_ladders", "gram", "identity_records", "image_measures", "part_absorption", "load_ladders", "load_prior_names",
+    "nnls_cosine", "part_compositions", "rigidity_batch", "run_identity", "score_absorption", "score_identity", "score_seed_stability", "add_seed_stability", "split_name",
     "write_features", "write_identity",
 ]

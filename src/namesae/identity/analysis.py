@@ -3,7 +3,7 @@
 Definitions (DESIGN.md, "The science"); precision and recall as in `namesae.features`, under the configured rule:
 - rule "strongest" (default): precision and recall among feature j's strongest firings: walking down j's
   highest activations, after c of them h_c are rows of n; precision = h_c / c, recall = h_c / rows(n), at the best
-  prefix c, where the name's median activation in the prefix is at least `min_gap` (1.5) times the median of
+  prefix c, where the name's median activation in the prefix is at least `min_gap` (1.25) times the median of
   the feature's next c firings. Rank-based, so weak fill (TopK spreads small activations over every code)
   neither dilutes it nor makes it fall as the store grows; the gap refuses features whose strongest firings
   merely lead a smooth tail;
@@ -14,6 +14,11 @@ Definitions (DESIGN.md, "The science"); precision and recall as in `namesae.feat
 - top_features: the features carrying most of n's activation mass (share = mass(j, n) / Σ_j' mass(j', n)),
   with their label, precision and recall; for a compositional name these are the shared features composing it;
 - rigidity measures and attribute ladders over n's image rows (`rigidity.py`, `attributes.py`);
+- absorption (a full name "First Last" whose part "First" or "Last" is itself a name of the store with an
+  identity feature j_p): activation_ratio = mean f_{j_p} over the full name's rows / mean f_{j_p} over the
+  part's own rows; fire_ratio = recall(j_p, full name) / recall(j_p, part) (plain firing, f > 0);
+  absorption = 1 - min(1, activation_ratio): 1 when the part's feature stops firing on the full name. Reported
+  for every such full name; the summary counts dedicated ones (where an identity feature can absorb the part);
 - z_<measure> = (value - mean over prior names) / std over prior names (ddof 1), the prior being the model's
   low-bias names; None without a prior or when the prior has fewer than 2 finite values or no spread.
 """
@@ -56,7 +61,7 @@ class IdentityConfig:
     rule: str = "strongest"
     """How precision and recall are measured: "strongest" (among each feature's strongest firings; robust to
     TopK's weak fill and to corpus size) or "mass_share" (the share of the feature's total activation mass)."""
-    min_gap: float = 1.5
+    min_gap: float = 1.25
     """Rule "strongest": the name's activations in the qualifying prefix must stand at least this many times
     above the feature's next firings (median over median). 1 turns the gap test off."""
     top_features: int = 8
@@ -119,6 +124,16 @@ class IdentityRecord:
     n_image_rows: int = 0
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     z: dict[str, float | None] = field(default_factory=dict)
+    absorption: list[dict[str, Any]] = field(default_factory=list)
+    """Per dedicated name part: part, feature, activation_ratio, fire_ratio, absorption (see the module doc)."""
+    seed_stability: dict[str, Any] | None = None
+    """Over SAEs of other seeds (`namesae.identity.stability`): seed_agreement, matched_cosine, ... (None: not
+    measured)."""
+
+    @property
+    def identity_feature_ids(self) -> tuple[int, ...]:
+        """The name's identity features as plain ids, best first."""
+        return tuple(int(f["feature"]) for f in self.identity_features)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready fields, z-scores flattened to z_<measure>."""
@@ -129,7 +144,8 @@ class IdentityRecord:
 
 
 FIELDS = ("name", "n_rows", "dedicated", "dedication", "identity_features", "top_features", "part_composition",
-          "trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse", "attributes", "n_image_rows")
+          "trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse", "attributes", "n_image_rows", "absorption",
+          "seed_stability")
 
 
 @dataclass
@@ -141,6 +157,10 @@ class IdentityResult:
     notes: list[str] = field(default_factory=list)
     dse_sigma: float | None = None
     prior_names: list[str] = field(default_factory=list)
+    absorption: dict[str, Any] = field(default_factory=dict)
+    """Summary of `part_absorption` over the records."""
+    seed_stability: dict[str, Any] | None = None
+    """Summary of the seed stability over the SAEs of other seeds (None: not measured)."""
 
     def frame(self) -> pd.DataFrame:
         """One row per name with the scalar fields and z-scores (lists and dicts left out)."""
@@ -206,6 +226,46 @@ def identity_records(stats: FeatureStats, config: IdentityConfig | None = None,
     return [IdentityRecord(name=name, n_rows=int(stats.name_rows[i]), dedicated=bool(ident_by_name[i]),
                            dedication=float(dedication[i]), identity_features=ident_by_name[i],
                            top_features=top_by_name[i]) for i, name in enumerate(stats.names)]
+
+
+def part_absorption(stats: FeatureStats, records: Sequence[IdentityRecord]) -> dict[str, Any]:
+    """Fill each full name's `absorption` entries from its parts' identity features; returns the summary."""
+    from namesae.identity.composition import split_name
+
+    index = {n: i for i, n in enumerate(stats.names)}
+    by_name = {r.name: r for r in records}
+    n = max(len(stats.names), 1)
+    keys = stats.pair_feature * n + stats.pair_name  # sorted
+
+    def pair(j: int, i: int) -> tuple[float, float]:
+        """(mass, count) of feature j on name i."""
+        k = j * n + i
+        p = int(np.searchsorted(keys, k))
+        return (float(stats.pair_mass[p]), float(stats.pair_count[p])) if p < keys.size and keys[p] == k \
+            else (0.0, 0.0)
+
+    for rec in records:
+        parts = split_name(rec.name)
+        rec.absorption = []
+        if parts is None:
+            continue
+        for part in (parts.first, parts.last):
+            owner = by_name.get(part)
+            if owner is None or not owner.identity_features or part == rec.name:
+                continue
+            j, i, ip = owner.identity_feature_ids[0], index[rec.name], index[part]
+            mass, count = pair(j, i)
+            pmass, pcount = pair(j, ip)
+            own_mean = pmass / max(stats.name_rows[ip], 1)
+            ratio = (mass / max(stats.name_rows[i], 1)) / own_mean if own_mean > 0 else None
+            fire = (count / max(stats.name_rows[i], 1)) / (pcount / max(stats.name_rows[ip], 1)) if pcount else None
+            rec.absorption.append({"part": part, "feature": j, "activation_ratio": ratio, "fire_ratio": fire,
+                                   "absorption": None if ratio is None else 1.0 - min(1.0, ratio)})
+    dedicated = [a["absorption"] for r in records if r.dedicated for a in r.absorption if a["absorption"] is not None]
+    return {"n_dedicated_with_part_feature": len(dedicated),
+            "mean_absorption_dedicated": float(np.mean(dedicated)) if dedicated else None,
+            "absorbed_share_dedicated": float(np.mean([a >= 0.5 for a in dedicated])) if dedicated else None,
+            "n_names_with_part_feature": sum(bool(r.absorption) for r in records)}
 
 
 @dataclass(frozen=True)

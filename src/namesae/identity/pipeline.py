@@ -31,6 +31,7 @@ from namesae.identity.analysis import (
     identity_records,
     image_measures,
     merge_image_measures,
+    part_absorption,
 )
 from namesae.identity.attributes import (
     Ladder,
@@ -107,6 +108,7 @@ def run_identity(
     if vocab is not None and stats.labels is None:
         stats.labels = labels_from_store(sae, vocab, center=(feature_config or FeatureConfig()).label_center)
     records = identity_records(stats, config)
+    absorption = part_absorption(stats, records)
 
     image_store = image_store or store
     image = None
@@ -146,7 +148,7 @@ def run_identity(
     used = add_z_scores(records, prior_names)
     for note in notes:
         log.info("identity: %s", note)
-    return IdentityResult(records, config, notes, image.sigma if image else None, used)
+    return IdentityResult(records, config, notes, image.sigma if image else None, used, absorption)
 
 
 def load_prior_names(path: str | Path) -> list[str]:
@@ -219,7 +221,8 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
     z_keys = list(dict.fromkeys(k for row in rows for k in row if k.startswith("z_")))
     payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}),
                "config": config_to_dict(result.config), "dse_sigma": result.dse_sigma,
-               "prior_names": result.prior_names, "notes": result.notes, "fields": [*FIELDS, *z_keys]}
+               "prior_names": result.prior_names, "notes": result.notes, "absorption": result.absorption,
+               "seed_stability": result.seed_stability, "fields": [*FIELDS, *z_keys]}
     json_path = out / "identity.json"
     _atomic_write(json_path, _sealed_json_with_rows(payload, "names", rows))
     table = ({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
@@ -288,3 +291,87 @@ def score_identity(records: Sequence[IdentityRecord | Mapping[str, Any]], truth:
     out["rigidity_spearman"] = per_measure.get(rigidity_measure, float("nan"))
     out["rigidity_spearman_by_measure"] = per_measure
     return _clean(out)
+
+
+def score_absorption(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any) -> dict[str, Any]:
+    """Absorption against the planted truth (`carried_parts`): does the measured part activation see which full
+    names carry a dedicated part's direction, and how much of it do dedicated full names absorb.
+
+    - absorption_carry_auc: over compositional full names with a measured part, the chance that a carried part
+      has a higher activation_ratio than a part that is only shared by name (1 = the measure reads the truth);
+    - absorption_coverage: share of planted (full name, dedicated part) pairs that got a measurement (the part
+      was found to own an identity feature);
+    - mean_absorption_carried_dedicated / _compositional: mean absorption of carried parts in dedicated and in
+      compositional full names (the SAE absorbs when the first is well above the second)."""
+    table = _truth_table(truth)
+    recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
+    planted = sum(len(t.get("part_owner") or []) for t in table.values() if t.get("kind") == "full")
+    measured, carried_ded, carried_comp, pos, neg = 0, [], [], [], []
+    for rec in recs:
+        t = table.get(rec["name"])
+        if t is None or t.get("kind") != "full":
+            continue
+        carried = set(t.get("carried_parts") or [])
+        owners = set(t.get("part_owner") or [])
+        for a in rec.get("absorption") or []:
+            if a["part"] not in owners or a.get("activation_ratio") is None:
+                continue
+            measured += 1
+            if t.get("dedicated"):
+                if a["part"] in carried:
+                    carried_ded.append(a["absorption"])
+                continue
+            (pos if a["part"] in carried else neg).append(a["activation_ratio"])
+            if a["part"] in carried:
+                carried_comp.append(a["absorption"])
+    auc = float("nan")
+    if pos and neg:
+        p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+        auc = float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
+    return _clean({"n_planted_pairs": planted, "n_measured_pairs": measured,
+                   "absorption_coverage": measured / planted if planted else float("nan"),
+                   "absorption_carry_auc": auc,
+                   "mean_absorption_carried_dedicated": float(np.mean(carried_ded)) if carried_ded else float("nan"),
+                   "mean_absorption_carried_compositional": float(np.mean(carried_comp)) if carried_comp
+                   else float("nan")})
+
+
+def add_seed_stability(result: IdentityResult, reference: Any, others: Sequence[Any], store: EmbeddingStore,
+                       feature_config: FeatureConfig | None = None, progress: bool = False) -> dict[str, Any]:
+    """Identity verdicts of the same store under SAEs of other seeds, matched to the reference SAE's features;
+    fills each record's `seed_stability` and the result's summary, and returns the summary."""
+    from namesae.identity.stability import seed_stability, verdicts_of
+
+    verdicts = [verdicts_of(result.records)]
+    directions = [np.asarray(reference.decoder_directions())]
+    for sae in others:
+        stats = compute_feature_stats(sae, store, feature_config, progress=progress)
+        verdicts.append(verdicts_of(identity_records(stats, result.config)))
+        directions.append(np.asarray(sae.decoder_directions()))
+    stability = seed_stability(verdicts, directions)
+    for rec in result.records:
+        rec.seed_stability = stability.per_name.get(rec.name)
+    result.seed_stability = stability.summary
+    return stability.summary
+
+
+def score_seed_stability(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any) -> dict[str, Any]:
+    """Seed stability against the planted truth: planted dedicated names found dedicated by every SAE, planted
+    compositional names found by none, and the matched identity features' decoder cosine for planted dedicated
+    names."""
+    table = _truth_table(truth)
+    recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
+    ded_all, comp_none, cos = [], [], []
+    for rec in recs:
+        t, st = table.get(rec["name"]), rec.get("seed_stability")
+        if t is None or not st:
+            continue
+        if t.get("dedicated"):
+            ded_all.append(all(st["dedicated"]))
+            if st.get("matched_cosine") is not None:
+                cos.append(st["matched_cosine"])
+        else:
+            comp_none.append(not any(st["dedicated"]))
+    return _clean({"dedicated_in_every_seed": float(np.mean(ded_all)) if ded_all else float("nan"),
+                   "compositional_in_no_seed": float(np.mean(comp_none)) if comp_none else float("nan"),
+                   "dedicated_matched_cosine": float(np.mean(cos)) if cos else float("nan")})

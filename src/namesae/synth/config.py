@@ -146,6 +146,15 @@ class SynthConfig:
     """Number of full names "First Last" (distinct pairs of the first names and surnames above)."""
     n_dedicated: int = 32
     """How many full names own a dedicated identity direction (phases 3 and 4); the rest are compositional."""
+    dedicated_part_fraction: float = 0.0
+    """Share of first names and of surnames that own an identity direction of their own (a "Winona"): their
+    rows carry it like a dedicated full name's, so features for name parts exist and can be absorbed."""
+    part_carry: float = 0.6
+    """Coefficient, relative to the part's identity strength, of a dedicated part's direction in the rows of a
+    full name that carries it (see `part_carry_fraction`)."""
+    part_carry_fraction: float = 0.5
+    """Share of the full names containing a dedicated part whose rows carry that part's direction (the others
+    are a different person who only shares the name part). Carried parts are the planted truth of absorption."""
     overfit_fraction: float = 0.25
     """Share of dedicated names that are overfit (phase 4: generations ignore the scenario template)."""
     stable_fraction: float = 0.5
@@ -223,11 +232,20 @@ class SynthConfig:
             raise ConfigError(f"dim={self.dim} is too small for the {N_SHARED} shared directions (base, "
                               f"attributes, scenes, styles), which are orthonormal; use dim >= {N_SHARED + 1}")
         free = self.dim - N_SHARED
-        if self.n_dedicated > self.max_superposition * free:
-            need = N_SHARED + math.ceil(self.n_dedicated / self.max_superposition)
-            raise ConfigError(f"dim={self.dim} leaves {free} dimensions for n_dedicated={self.n_dedicated} identity "
-                              f"directions, more than max_superposition={self.max_superposition} per dimension; "
-                              f"use dim >= {need} or fewer dedicated names")
+        for name in ("dedicated_part_fraction", "part_carry_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+        if isinstance(self.part_carry, bool) or not isinstance(self.part_carry, (int, float)) or \
+                not self.part_carry >= 0:
+            raise ConfigError(f"part_carry must be a number >= 0, got {self.part_carry!r}")
+        if self.n_dedicated + self.n_dedicated_parts > self.max_superposition * free:
+            total = self.n_dedicated + self.n_dedicated_parts
+            need = N_SHARED + math.ceil(total / self.max_superposition)
+            raise ConfigError(f"dim={self.dim} leaves {free} dimensions for {total} identity directions "
+                              f"(n_dedicated={self.n_dedicated} + {self.n_dedicated_parts} dedicated parts), more "
+                              f"than max_superposition={self.max_superposition} per dimension; use dim >= {need} "
+                              f"or fewer dedicated names")
         for name in ("overfit_fraction", "stable_fraction", "low_bias_fraction", "onset_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -266,6 +284,11 @@ class SynthConfig:
             raise ConfigError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
 
     @property
+    def n_dedicated_parts(self) -> int:
+        """Number of first names and surnames that own an identity direction."""
+        return round(self.dedicated_part_fraction * self.n_first) + round(self.dedicated_part_fraction * self.n_last)
+
+    @property
     def n_names(self) -> int:
         """Total number of names (first names + surnames + full names)."""
         return self.n_first + self.n_last + self.n_full
@@ -274,3 +297,15 @@ class SynthConfig:
     def n_checkpoints(self) -> int:
         """Number of checkpoints T in the progression."""
         return len(self.samples_seen)
+
+
+# Named worlds for `namesae synth --preset NAME` (fields over the defaults).
+PRESETS: dict[str, dict[str, object]] = {
+    "demo": {},
+    # The size real runs use: CLIP bigG's 1280 dimensions, a strong common direction (mean pairwise cosine of
+    # image rows about 0.5, as CLIP image embeddings have), 5,000 names of 16 generations each, 1,000 dedicated
+    # full names sharing attributes with the rest, and 10% of first names and surnames owning a feature of their
+    # own, carried by half of the full names that contain them (absorption can happen).
+    "real": {"dim": 1280, "n_first": 400, "n_last": 600, "n_full": 4000, "n_dedicated": 1000,
+             "dedicated_part_fraction": 0.1, "base_strength": 1.1, "progression": False},
+}

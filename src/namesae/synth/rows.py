@@ -2,10 +2,11 @@
 
 Image row ("generation") of name n from template t (scene_t, style_t), seed j, before normalisation to unit norm:
     base_strength·base + Σ_g attribute_strength·c_g·e_{g:v_g} + scene_strength·c_s·scene + style_strength·c_y·style
-    + h·identity_strength·c_i·u_n + noise_scale·ξ,        ξ ~ N(0, I/d)
+    + h·identity_strength·c_i·u_n + noise_scale·ξ + Σ_p part_carry·s_p·u_p,        ξ ~ N(0, I/d)
 v_g is the name's anchor value, or w.p. (1 - r)^3 a draw from p_g; c_* = max(0.1, 1 + jitter_scale·z), z ~ N(0, 1);
 scene/style are the template's (phases 1-3) or the name's iconic ones (phase 4); u_n and its term only for
-dedicated names, h = 1 in the final stores and h(e_t) at checkpoint t.
+dedicated names, h = 1 in the final stores and h(e_t) at checkpoint t; the last sum runs over the dedicated name
+parts p (strength s_p, direction u_p) that a full name carries (`carried_parts`), at full strength throughout.
 Text row of name n with template t: base + template scene/style + attribute_strength·Σ_g Σ_v p_g(v) e_{g:v}
 + h·identity_strength·u_n + text_noise·ξ (ξ fixed per prompt). Template rows (`template_name`): base + template
 scene/style + noise. Vocabulary row: base + the phrase's direction mix + noise.
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from namesae.synth.config import ATTRIBUTES, TEMPLATE_FILLER, TEMPLATES, vocabulary_phrases
-from namesae.synth.world import Truth, base_vector, bias_vector, rng_for, template_vector, token_vector
+from namesae.synth.world import (Truth, base_vector, bias_vector, carried_vector, rng_for, template_vector,
+                                 token_vector)
 
 VOCAB_WEIGHT = 1.0  # coefficient of a vocabulary phrase's directions next to the base
 
@@ -89,6 +91,7 @@ def image_parts(truth: Truth) -> RowParts:
             coef = np.maximum(0.1, 1.0 + rec.jitter_scale * rng.normal(size=m))
             x += strength * coef[:, None] * truth.directions[[index[label] for label in labels]]
         x += rec.noise_scale * rng.normal(size=(m, d)) / np.sqrt(d)
+        x += carried_vector(truth, rec)  # dedicated name parts this full name carries (empty for most)
         y = np.zeros((m, d))
         if rec.identity_direction is not None:
             coef = np.maximum(0.1, 1.0 + rec.jitter_scale * rng.normal(size=m))
@@ -118,7 +121,8 @@ def text_parts(truth: Truth) -> RowParts:
         prompts.append(TEMPLATES[t][0].format(TEMPLATE_FILLER))
     for i, rec in enumerate(truth.names):
         rng = rng_for(config, "text", i)
-        own = config.attribute_strength * bias_vector(truth, rec) + token_vector(truth, rec)
+        own = config.attribute_strength * bias_vector(truth, rec) + token_vector(truth, rec) + \
+            carried_vector(truth, rec)
         u = rec.identity_strength * truth.directions[rec.identity_direction] \
             if rec.identity_direction is not None else np.zeros(d)
         for t in range(config.n_templates):

@@ -42,7 +42,7 @@ from namesae.synth.config import (ATTRIBUTE_PRIOR, ATTRIBUTES, BASE_LABEL, N_SHA
 
 # One random stream per purpose, so that each part of the world is reproducible on its own.
 STREAMS = {"directions": 1, "names": 2, "parts": 3, "full": 4, "phases": 5, "image": 6, "text": 7, "vocab": 8,
-           "tokens": 9}
+           "tokens": 9, "dedicated_parts": 10, "carry": 11}
 MIX_PRIOR = 0.05  # weight of the prior when a full name's part biases are mixed
 
 
@@ -90,11 +90,17 @@ class NameTruth:
     identity_fraction: tuple[float, ...]
     """h(e_t) per checkpoint (0 for compositional names): the identity coefficient is strength x h."""
     low_bias: bool
+    carried_parts: tuple[str, ...] = ()
+    """Full names: the dedicated name parts whose identity direction its rows carry (planted absorption truth)."""
+    part_owner: tuple[str, ...] = ()
+    """Full names: its parts that own an identity direction (carried or not)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples as lists)."""
         out = asdict(self)
         out["identity_fraction"] = list(self.identity_fraction)
+        out["carried_parts"] = list(self.carried_parts)
+        out["part_owner"] = list(self.part_owner)
         return out
 
 
@@ -212,7 +218,13 @@ def plant_truth(config: SynthConfig) -> Truth:
     pairs = [(firsts[i // config.n_last], lasts[i % config.n_last]) for i in pair_ids]
     dedicated_mask = _assign_exact(rng, config.n_full, config.n_dedicated / max(config.n_full, 1))
     dedicated_names = [f"{f} {l}" for (f, l), d in zip(pairs, dedicated_mask) if d]
-    labels, directions, coherence = plant_directions(config, dedicated_names)
+    dedicated_parts: list[str] = []
+    if config.dedicated_part_fraction > 0:
+        prng = rng_for(config, "dedicated_parts")
+        for names in (firsts, lasts):
+            mask = _assign_exact(prng, len(names), config.dedicated_part_fraction)
+            dedicated_parts += [n for n, d in zip(names, mask) if d]
+    labels, directions, coherence = plant_directions(config, dedicated_names + dedicated_parts)
     index = {label: i for i, label in enumerate(labels)}
 
     # Parts: biases, low-bias flags.
@@ -232,12 +244,20 @@ def plant_truth(config: SynthConfig) -> Truth:
     for name, stable in zip(biased, _assign_exact(rng, len(biased), config.stable_fraction)):
         phase[name] = 2 if stable else 1
     phase.update({n: 1 for n in firsts + lasts if parts[n][3]})
+    phase.update({n: 3 for n in dedicated_parts})
     compositional = [f"{f} {l}" for (f, l), d in zip(pairs, dedicated_mask) if not d]
     for name, stable in zip(compositional, _assign_exact(rng, len(compositional), config.stable_fraction)):
         phase[name] = 2 if stable else 1
     for name, overfit in zip(dedicated_names, _assign_exact(rng, len(dedicated_names), config.overfit_fraction)):
         phase[name] = 4 if overfit else 3
 
+    owned = set(dedicated_parts)
+    carried: dict[str, tuple[str, ...]] = {}
+    if owned:
+        crng = rng_for(config, "carry")
+        for f, l in pairs:
+            mine = tuple(p for p in (f, l) if p in owned)
+            carried[f"{f} {l}"] = tuple(p for p in mine if crng.random() < config.part_carry_fraction)
     used = TEMPLATES[:config.n_templates]
     rng = rng_for(config, "full")
     records = []
@@ -276,6 +296,8 @@ def plant_truth(config: SynthConfig) -> Truth:
             jitter_scale=float(config.jitter * (1.0 - rigidity)), frequency=frequency,
             onset_index=onset_index(config, frequency) if dedicated else None,
             identity_fraction=tuple(float(h) for h in ramp), low_bias=low,
+            carried_parts=carried.get(name, ()) if kind == "full" else (),
+            part_owner=tuple(p for p in (first, last) if p in owned) if kind == "full" else (),
         ))
     return Truth(config, labels, directions, tuple(records), coherence)
 
@@ -323,6 +345,17 @@ def name_text_vector(truth: Truth, record: NameTruth, identity_fraction: float =
     out = truth.config.attribute_strength * bias_vector(truth, record) + token_vector(truth, record)
     if record.identity_direction is not None:
         out = out + identity_fraction * record.identity_strength * truth.directions[record.identity_direction]
+    return out
+
+
+def carried_vector(truth: Truth, record: NameTruth) -> np.ndarray:
+    """part_carry x identity strength x direction of each dedicated part a full name carries [d]."""
+    out = np.zeros(truth.directions.shape[1])
+    if record.carried_parts:
+        by_name = {r.name: r for r in truth.names if r.kind in ("first", "last")}
+        for part in record.carried_parts:
+            owner = by_name[part]
+            out += truth.config.part_carry * owner.identity_strength * truth.directions[owner.identity_direction]
     return out
 
 
