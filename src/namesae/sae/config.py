@@ -14,6 +14,7 @@ SAELENS_ARCHITECTURE = {"standard": "standard", "topk": "topk", "batchtopk": "ba
                         "jumprelu": "jumprelu", "matryoshka": "matryoshka_batchtopk"}
 TOPK_FAMILY = ("topk", "batchtopk", "matryoshka")
 ENGINES = ("fast", "saelens")
+JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 SCHEDULES = ("constant", "cosine")
 HOLDOUT_BY = ("row", "name")
 DTYPES = ("float32", "float64")
@@ -54,6 +55,20 @@ class TrainConfig:
     """"jumprelu": width of the straight-through window around the threshold."""
     jumprelu_init_threshold: float = 0.01
     """"jumprelu": initial threshold of every feature."""
+    jumprelu_sparsity_loss: str = "step"
+    """"jumprelu": sparsity penalty, as SAELens's `jumprelu_sparsity_loss_mode`: "step" (L0 through a
+    straight-through step, DeepMind), "tanh" (sum tanh(scale * f * |W_dec|), Anthropic) or "quadratic"
+    (2 / target_l0 * (L0 - target_l0)^2, Gemma Scope 2)."""
+    jumprelu_tanh_scale: float = 4.0
+    """"jumprelu" with "tanh" loss: the scale inside the tanh."""
+    jumprelu_target_l0: float | None = None
+    """"jumprelu" with "quadratic" loss: the target number of active features per row (required there)."""
+    jumprelu_ste_to_input: bool = False
+    """"jumprelu": the straight-through estimators also pass gradient to the pre-activations (Anthropic), not
+    to the thresholds alone (DeepMind)."""
+    pre_act_loss_coefficient: float | None = None
+    """"jumprelu": weight of Anthropic's pre-activation loss on dead features (unset: none). The fused step
+    has no form of it; with it set, training uses the SAELens step."""
     matryoshka_widths: tuple[int, ...] = ()
     """"matryoshka": nested dictionary sizes, strictly increasing; d_sae is appended if missing. Empty:
     d_sae/8, d_sae/4, d_sae/2, d_sae."""
@@ -112,7 +127,7 @@ class TrainConfig:
     """Rows held in memory for shuffling: whole HDF5 chunks are read and shuffled together, so memory stays
     bounded (shuffle_buffer * d * 4 bytes) whatever the store size."""
     engine: str = "fast"
-    """Training step: "fast" (fused sparse step for the TopK family, same maths and state as SAELens) or
+    """Training step: "fast" (fused sparse step for the TopK family and JumpReLU, same maths and state as SAELens) or
     "saelens" (SAELens's SAETrainer step, the reference). Both write the same SAELens format."""
 
     def __post_init__(self) -> None:
@@ -135,6 +150,22 @@ class TrainConfig:
             value = getattr(self, name)
             if not _number(value) or value <= 0:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if self.jumprelu_sparsity_loss not in JUMPRELU_LOSSES:
+            raise ConfigError(f"jumprelu_sparsity_loss must be one of {list(JUMPRELU_LOSSES)}, "
+                              f"got {self.jumprelu_sparsity_loss!r}")
+        if not _number(self.jumprelu_tanh_scale) or self.jumprelu_tanh_scale <= 0:
+            raise ConfigError(f"jumprelu_tanh_scale must be a number > 0, got {self.jumprelu_tanh_scale!r}")
+        if self.jumprelu_target_l0 is not None and (not _number(self.jumprelu_target_l0)
+                                                    or self.jumprelu_target_l0 <= 0):
+            raise ConfigError(f"jumprelu_target_l0 must be a number > 0, got {self.jumprelu_target_l0!r}")
+        if self.jumprelu_sparsity_loss == "quadratic" and self.jumprelu_target_l0 is None:
+            raise ConfigError("jumprelu_sparsity_loss = \"quadratic\" needs jumprelu_target_l0")
+        if not isinstance(self.jumprelu_ste_to_input, bool):
+            raise ConfigError(f"jumprelu_ste_to_input must be true or false, got {self.jumprelu_ste_to_input!r}")
+        if self.pre_act_loss_coefficient is not None and (not _number(self.pre_act_loss_coefficient)
+                                                          or self.pre_act_loss_coefficient < 0):
+            raise ConfigError(f"pre_act_loss_coefficient must be a number >= 0, got "
+                              f"{self.pre_act_loss_coefficient!r}")
         if not _number(self.jumprelu_init_threshold) or self.jumprelu_init_threshold < 0:
             raise ConfigError(f"jumprelu_init_threshold must be >= 0, got {self.jumprelu_init_threshold!r}")
         widths = self.matryoshka_widths

@@ -136,7 +136,10 @@ def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, d
     elif arch == "jumprelu":
         cls, cfg = JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig(
             **common, l0_coefficient=config.l0_coefficient, l0_warm_up_steps=config.sparsity_warmup_steps,
-            jumprelu_bandwidth=config.jumprelu_bandwidth, jumprelu_init_threshold=config.jumprelu_init_threshold)
+            jumprelu_bandwidth=config.jumprelu_bandwidth, jumprelu_init_threshold=config.jumprelu_init_threshold,
+            jumprelu_sparsity_loss_mode=config.jumprelu_sparsity_loss, jumprelu_tanh_scale=config.jumprelu_tanh_scale,
+            target_l0=config.jumprelu_target_l0, jumprelu_ste_to_input=config.jumprelu_ste_to_input,
+            pre_act_loss_coefficient=config.pre_act_loss_coefficient)
     else:  # TrainConfig refuses these; kept for callers that bypass it
         raise ConfigError(f"unknown architecture {arch!r}")
     assert SAELENS_ARCHITECTURE[arch] == cfg.architecture()
@@ -185,9 +188,14 @@ def make_step(config: TrainConfig, trainer: Any) -> Callable[[Any, bool], Any]:
     if config.engine == "fast" and config.architecture in TOPK_FAMILY:
         use_fused_adam(trainer)
         return FusedTopKStep(trainer)
+    if config.engine == "fast" and config.architecture == "jumprelu" and config.pre_act_loss_coefficient is None:
+        from namesae.sae.fast_jumprelu import FusedJumpReLUStep
+
+        use_fused_adam(trainer)
+        return FusedJumpReLUStep(trainer)
     if config.engine == "fast":
-        log.debug("engine 'fast' has no fused step for architecture %r (its sparsity is not structural); "
-                 "using the SAELens step", config.architecture)
+        log.debug("engine 'fast' has no fused step for architecture %r%s; using the SAELens step",
+                  config.architecture, " with a pre-activation loss" if config.architecture == "jumprelu" else "")
 
     def saelens_step(batch: Any, want_stats: bool = False) -> StepStats | None:
         import torch

