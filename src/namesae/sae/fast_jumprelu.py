@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from namesae.sae.fast import StepStats, _offsets, _pair_dots, _scatter_rows, _sparse_decode
+from namesae.sae.fast import Buffers, StepStats, _offsets, _pair_dots, _scatter_rows, _sparse_decode, apply_grads
 
 # Share of (row, feature) pairs in the union of the active set and the straight-through window above which the
 # window is handled densely (one extra matmul) rather than pair by pair.
@@ -53,6 +53,7 @@ class FusedJumpReLUStep:
         self.tanh_scale = float(cfg.jumprelu_tanh_scale)
         self.target_l0 = cfg.target_l0
         self.dense_window_share = DENSE_WINDOW_SHARE if dense_window_share is None else float(dense_window_share)
+        self.buffers = Buffers()
         self.paths: dict[str, int] = {"pairs": 0, "dense_window": 0}  # steps taken on each path
 
     def _l0_row_grad(self, l0: torch.Tensor, coef: float, B: int) -> torch.Tensor | float:
@@ -83,20 +84,20 @@ class FusedJumpReLUStep:
         t = sae.threshold.to(W_enc.dtype)  # [S]
         n = W_dec.norm(dim=1)  # [S]
 
+        buf = self.buffers
         x_c = x - b_dec  # [B, d]
-        h = torch.mm(x_c, W_enc).add_(b_enc)  # [B, S] pre-activations, rounded as SAELens's `x_c @ W_enc + b_enc`
+        h = torch.mm(x_c, W_enc, out=buf.get("h", (B, S), W_enc)).add_(b_enc)  # [B, S] pre-activations, rounded as SAELens's `x_c @ W_enc + b_enc`
         # Every pair that is active or inside the window lies above `lower` (with a margin against rounding);
         # the exact SAELens tests are then re-run on the listed pairs.
         lower = t - 0.5 * bw * (1 + 1e-3)
-        union = h > lower  # [B, S]
+        union = torch.gt(h, lower, out=buf.get("mask", (B, S), torch.empty(0, dtype=torch.bool, device=h.device)))
         n_union = int(union.sum())
         dense_window = n_union > self.dense_window_share * B * S and not self.ste
         self.paths["dense_window" if dense_window else "pairs"] += 1
         if dense_window:
-            flat = (h > t).view(-1).nonzero().squeeze(1)
+            flat = torch.gt(h, t, out=union).view(-1).nonzero().squeeze(1)
         else:
             flat = union.view(-1).nonzero().squeeze(1)
-        del union
         rows = torch.div(flat, S, rounding_mode="floor")
         cols = flat - rows * S
         v = h.view(-1)[flat]  # pre at the listed pairs
@@ -133,10 +134,10 @@ class FusedJumpReLUStep:
 
         # Threshold gradient: -sum over window pairs of (t / bw) dL/df + (1 / bw) dL/dl0.
         if dense_window:
-            t_d = t.unsqueeze(0)
-            z_d = (h - t_d) / bw
-            R = ((z_d > -0.5) & (z_d < 0.5)).to(h.dtype)  # [B, S] window
-            del z_d
+            z = torch.sub(h, t, out=buf.get("z", (B, S), h)).div_(bw)
+            inside = torch.gt(z, -0.5, out=union)
+            inside &= torch.lt(z, 0.5, out=buf.get("mask2", (B, S), union))
+            R = z.copy_(inside)  # [B, S] window, as h's dtype
             # dL/df over the window = <G[row], W_dec[j]> (+ the tanh term); summed over rows per feature j.
             win_recon = ((R.t() @ G) * W_dec).sum(-1)  # [S]
             count = R.sum(0)  # [S]
@@ -183,21 +184,19 @@ class FusedJumpReLUStep:
         tr.n_frac_active_samples += tr.cfg.train_batch_size_samples
 
         grad_b_enc = torch.zeros_like(b_enc).index_add_(0, enc_cols, g_pre)
-        grad_W_dec = _scatter_rows(cols, rows, f, G, S)
+        grad_W_dec = _scatter_rows(cols, rows, f, G, S, out=buf.get("g_dec", W_dec.shape, W_dec))
         if grad_n is not None:
             grad_W_dec = grad_W_dec + (grad_n / n).unsqueeze(1) * W_dec
         grads = {
-            "W_enc": _scatter_rows(enc_cols, enc_rows, g_pre, x_c, S).t().contiguous(),
+            "W_enc": _scatter_rows(enc_cols, enc_rows, g_pre, x_c, S, out=buf.get("g_enc_t", W_dec.shape, W_dec)).t(),
             "b_enc": grad_b_enc,
             "W_dec": grad_W_dec,
             "b_dec": G.sum(0) - W_enc @ grad_b_enc,
             "threshold": grad_t.to(sae.threshold.dtype),
         }
-        for name, param in sae.named_parameters():
-            param.grad = grads[name]
+        apply_grads(sae, grads)
         torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
-        tr.optimizer.step()
-        tr.optimizer.zero_grad()
+        tr.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
         tr.lr_scheduler.step()
         for scheduler in tr.coefficient_schedulers.values():
             scheduler.step()
