@@ -17,7 +17,8 @@ ENGINES = ("fast", "saelens")
 JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 SCHEDULES = ("constant", "cosine")
 HOLDOUT_BY = ("row", "name")
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16")
+DATA_ON_DEVICE = ("auto", "yes", "no")
 KINDS = ("text", "image")
 DEFAULT_STEPS = 1000
 
@@ -95,7 +96,10 @@ class TrainConfig:
     epochs: float | None = None
     """Passes over the training split (rounded up to whole steps)."""
     seed: int = 0
-    """Seed of the initialisation, the held-out split and the data order."""
+    """Seed of the initialisation, and of the held-out split and data order unless data_seed is set."""
+    data_seed: int | None = None
+    """Seed of the held-out split and the data order; unset: seed. Set it to vary `seed` (the initialisation)
+    alone, e.g. across the members of a sweep, which must all see the same batches."""
     normalize: bool = True
     """Scale inputs to unit mean squared norm while training; the scale is folded into the saved weights, so
     the checkpoint reads and writes store units."""
@@ -122,7 +126,18 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device: "cpu", "cuda", "cuda:1", ... or "auto" (cuda when available)."""
     dtype: str = "float32"
-    """Parameter dtype: "float32" or "float64"."""
+    """Compute dtype: "float32", "float64" (parameters in that dtype) or "bfloat16" (mixed precision: parameters
+    and Adam state stay float32, the dense matmuls run under torch.autocast in bfloat16)."""
+    tf32: bool = False
+    """float32 matmuls on CUDA use TensorFloat-32 tensor cores (about 10 mantissa bits); needs dtype float32;
+    no effect on CPU."""
+    data_on_device: str = "auto"
+    """Where the training rows live: "yes" (all copied to the device once, batches gathered there: no host
+    traffic per step), "no" (streamed from the store; on CUDA through pinned memory, prefetched on a background
+    thread), "auto" ("yes" on CUDA when the rows take under a quarter of the free device memory, else "no").
+    The batches are the same either way."""
+    prefetch: int = 2
+    """Batches read ahead by a background thread while the device trains (0: read in the training loop)."""
     shuffle_buffer: int = 65536
     """Rows held in memory for shuffling: whole HDF5 chunks are read and shuffled together, so memory stays
     bounded (shuffle_buffer * d * 4 bytes) whatever the store size."""
@@ -196,6 +211,9 @@ class TrainConfig:
             raise ConfigError(f"epochs must be a number > 0, got {self.epochs!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.data_seed is not None and (not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool)
+                                           or self.data_seed < 0):
+            raise ConfigError(f"data_seed must be an integer >= 0, got {self.data_seed!r}")
         if not isinstance(self.normalize, bool):
             raise ConfigError(f"normalize must be true or false, got {self.normalize!r}")
         if not _number(self.holdout_fraction) or not 0 <= self.holdout_fraction < 1:
@@ -211,6 +229,14 @@ class TrainConfig:
             raise ConfigError("names must be non-empty strings")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.tf32, bool):
+            raise ConfigError(f"tf32 must be true or false, got {self.tf32!r}")
+        if self.tf32 and self.dtype != "float32":
+            raise ConfigError(f"tf32 = true needs dtype = \"float32\" (got {self.dtype!r}): TF32 is a float32 matmul mode")
+        if self.data_on_device not in DATA_ON_DEVICE:
+            raise ConfigError(f"data_on_device must be one of {list(DATA_ON_DEVICE)}, got {self.data_on_device!r}")
+        if not isinstance(self.prefetch, int) or isinstance(self.prefetch, bool) or self.prefetch < 0:
+            raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
         if not isinstance(self.device, str) or not (self.device in ("cpu", "auto", "mps")
                                                     or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {self.device!r}")
@@ -245,6 +271,18 @@ class TrainConfig:
         if self.epochs is not None:
             return max(1, math.ceil(self.epochs * n_train / self.batch_size))
         return DEFAULT_STEPS
+
+    def data_seed_value(self) -> int:
+        """The seed of the split and the data order."""
+        return self.seed if self.data_seed is None else self.data_seed
+
+    def param_dtype(self) -> str:
+        """The dtype of parameters and optimizer state ("bfloat16" trains float32 parameters under autocast)."""
+        return "float32" if self.dtype == "bfloat16" else self.dtype
+
+    def autocast(self) -> bool:
+        """Whether the dense matmuls run under torch.autocast(bfloat16)."""
+        return self.dtype == "bfloat16"
 
     def end_lr(self) -> float:
         """The schedule's final learning rate."""

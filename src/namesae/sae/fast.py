@@ -86,6 +86,17 @@ def _sparse_decode(cols: torch.Tensor, offsets: torch.Tensor, weights: torch.Ten
     return out + b_dec if b_dec is not None else out
 
 
+def encoder_product(bias: torch.Tensor, x: torch.Tensor, W: torch.Tensor, out: torch.Tensor,
+                    autocast: bool) -> torch.Tensor:
+    """bias + x @ W into `out` ([B, S], the parameters' dtype); under `autocast` the product runs in bfloat16
+    (rounded as torch.autocast would) and only its result is widened."""
+    if not autocast:
+        return torch.addmm(bias, x, W, out=out)
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+        prod = torch.mm(x, W)  # [B, S] bfloat16
+    return torch.add(prod, bias, out=out)
+
+
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -99,8 +110,9 @@ def _offsets(rows: torch.Tensor, batch: int) -> torch.Tensor:
 class FusedTopKStep:
     """One SAELens-equivalent training step of a TopK-family TrainingSAE, on the trainer's optimizer and state."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: Any, autocast: bool = False) -> None:
         self.trainer = trainer
+        self.autocast = bool(autocast)
         self.sae = trainer.sae
         cfg = self.sae.cfg
         self.arch = cfg.architecture()
@@ -110,6 +122,7 @@ class FusedTopKStep:
             raise ValueError("the fused step needs apply_b_dec_to_input=True and normalize_activations='none'")
         self.levels = list(cfg.matryoshka_widths[:-1]) if self.arch == "matryoshka_batchtopk" else []
         self.buffers = Buffers()
+        self.dist: Any = None  # a distributed.Distributed under torchrun: gradients and counts reduced over ranks
 
     def _select(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Active pairs as row-sorted (rows, cols, h values, offsets)."""
@@ -134,14 +147,15 @@ class FusedTopKStep:
         x = batch.to(sae.device).to(W_enc.dtype)
         B, d = x.shape
         S = sae.cfg.d_sae
-        tr.n_training_samples += B
+        world = self.dist.world if self.dist is not None else 1
+        tr.n_training_samples += B * world
         dead = tr.dead_neurons  # before this step's bookkeeping, as in SAELens
 
         buf = self.buffers
         n = W_dec.norm(dim=-1)  # [S]
         x_c = x - b_dec  # [B, d]
         W_n = torch.mul(W_enc, n, out=buf.get("W_n", W_enc.shape, W_enc))
-        h = torch.addmm(b_enc * n, x_c, W_n, out=buf.get("h", (B, S), W_enc))  # [B, S] = (x_c W_enc + b_enc) |W_dec|
+        h = encoder_product(b_enc * n, x_c, W_n, buf.get("h", (B, S), W_enc), self.autocast)  # [B, S] = (x_c W_enc + b_enc) |W_dec|
         rows, cols, hv, offsets = self._select(h)
         active = hv > 0
         a = torch.where(active, hv / n[cols], torch.zeros_like(hv))  # decode weight relu(pre)
@@ -193,6 +207,8 @@ class FusedTopKStep:
 
         # Bookkeeping of SAETrainer._train_step, from the active pairs.
         fired = torch.bincount(cols[active], minlength=S)
+        if self.dist is not None:
+            fired = self.dist.reduce_sum(fired)
         tr.n_forward_passes_since_fired += 1
         tr.n_forward_passes_since_fired[fired > 0] = 0
         tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
@@ -208,6 +224,8 @@ class FusedTopKStep:
                                    out=W_dec.grad if W_dec.grad is not None else None),
             "b_dec": grad_b_dec - W_enc @ grad_b_enc,
         }
+        if self.dist is not None:
+            grads = self.dist.reduce_grads(grads)
         apply_grads(sae, grads)
         torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
         tr.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from namesae.sae.fast import Buffers, StepStats, _offsets, _pair_dots, _scatter_rows, _sparse_decode, apply_grads
+from namesae.sae.fast import Buffers, encoder_product, StepStats, _offsets, _pair_dots, _scatter_rows, _sparse_decode, apply_grads
 
 # Share of (row, feature) pairs in the union of the active set and the straight-through window above which the
 # window is handled densely (one extra matmul) rather than pair by pair.
@@ -35,8 +35,9 @@ DENSE_WINDOW_SHARE = 0.08
 class FusedJumpReLUStep:
     """One SAELens-equivalent training step of a JumpReLU TrainingSAE, on the trainer's optimizer and state."""
 
-    def __init__(self, trainer: Any, dense_window_share: float | None = None) -> None:
+    def __init__(self, trainer: Any, dense_window_share: float | None = None, autocast: bool = False) -> None:
         self.trainer = trainer
+        self.autocast = bool(autocast)
         self.sae = trainer.sae
         cfg = self.sae.cfg
         if cfg.architecture() != "jumprelu":
@@ -54,6 +55,7 @@ class FusedJumpReLUStep:
         self.target_l0 = cfg.target_l0
         self.dense_window_share = DENSE_WINDOW_SHARE if dense_window_share is None else float(dense_window_share)
         self.buffers = Buffers()
+        self.dist: Any = None  # a distributed.Distributed under torchrun: gradients and counts reduced over ranks
         self.paths: dict[str, int] = {"pairs": 0, "dense_window": 0}  # steps taken on each path
 
     def _l0_row_grad(self, l0: torch.Tensor, coef: float, B: int) -> torch.Tensor | float:
@@ -78,7 +80,8 @@ class FusedJumpReLUStep:
         x = batch.to(sae.device).to(W_enc.dtype)
         B, d = x.shape
         S = sae.cfg.d_sae
-        tr.n_training_samples += B
+        world = self.dist.world if self.dist is not None else 1
+        tr.n_training_samples += B * world
         coef = float(tr.get_coefficients()["l0"])
         bw = self.bw
         t = sae.threshold.to(W_enc.dtype)  # [S]
@@ -86,7 +89,9 @@ class FusedJumpReLUStep:
 
         buf = self.buffers
         x_c = x - b_dec  # [B, d]
-        h = torch.mm(x_c, W_enc, out=buf.get("h", (B, S), W_enc)).add_(b_enc)  # [B, S] pre-activations, rounded as SAELens's `x_c @ W_enc + b_enc`
+        h_buf = buf.get("h", (B, S), W_enc)
+        h = encoder_product(b_enc, x_c, W_enc, h_buf, True) if self.autocast else (
+            torch.mm(x_c, W_enc, out=h_buf).add_(b_enc))  # [B, S] pre-activations, rounded as SAELens's `x_c @ W_enc + b_enc`
         # Every pair that is active or inside the window lies above `lower` (with a margin against rounding);
         # the exact SAELens tests are then re-run on the listed pairs.
         lower = t - 0.5 * bw * (1 + 1e-3)
@@ -178,6 +183,8 @@ class FusedJumpReLUStep:
 
         # Bookkeeping of SAETrainer._train_step (feature_acts != 0 <=> pre > t >= 0).
         fired = torch.bincount(cols, minlength=S)
+        if self.dist is not None:
+            fired = self.dist.reduce_sum(fired)
         tr.n_forward_passes_since_fired += 1
         tr.n_forward_passes_since_fired[fired > 0] = 0
         tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
@@ -194,6 +201,8 @@ class FusedJumpReLUStep:
             "b_dec": G.sum(0) - W_enc @ grad_b_enc,
             "threshold": grad_t.to(sae.threshold.dtype),
         }
+        if self.dist is not None:
+            grads = self.dist.reduce_grads(grads)
         apply_grads(sae, grads)
         torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
         tr.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
