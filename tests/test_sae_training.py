@@ -120,3 +120,90 @@ def test_pre_activation_loss_falls_back_to_the_saelens_step(store):
     cfg = small(steps=5)
     trainer = build_trainer(cfg, build_training_sae(cfg, D_IN, 64, "x"), 5, "cpu")
     assert make_step(cfg, trainer).__class__.__name__ == "FusedJumpReLUStep"
+
+
+def test_a_sweep_of_four_saes_gives_the_weights_of_four_separate_runs(store, tmp_path):
+    """One pass over the batches trains 4 members (two widths x two init seeds, TopK and JumpReLU mixed); each
+    equals its own run bit for bit, and each folder is a resumable run of its own."""
+    from namesae.sae.sweep import sweep_members
+    from namesae.sae.train import train_saes
+
+    base = {"architecture": "topk", "k": ACTIVE, "batch_size": 128, "steps": 40, "lr": 3e-3, "log_every": 10,
+            "holdout_fraction": 0.1, "seed": 7, "state_every": 15}
+    tables = [{"name": "jr", "architecture": "jumprelu", "l0_coefficient": 0.03}, {"name": "tk"}]
+    members = sweep_members(base, tables, ["d_sae=48,64", "seed=1"])
+    assert [m.name for m in members] == ["jr-d_sae48-seed1", "jr-d_sae64-seed1", "tk-d_sae48-seed1",
+                                         "tk-d_sae64-seed1"]
+    assert all(m.config.data_seed == 7 and m.config.seed == 1 for m in members)
+    configs = [m.config for m in members]
+    dirs = [tmp_path / "sweep" / m.name for m in members]
+    killed = train_saes(store, configs, dirs, stop_after_steps=20)  # states saved at step 15
+    assert all(not s.complete for s in killed)
+    swept = train_saes(store, configs, dirs)
+    for cfg, sae, run_dir in zip(configs, swept, dirs):
+        alone = train_sae(store, cfg, tmp_path / "alone" / run_dir.name)
+        assert sae.metrics["resumed_at_step"] == 15 and sae.step == 40
+        for name, value in alone.model.state_dict().items():
+            torch.testing.assert_close(sae.model.state_dict()[name], value, rtol=0, atol=1e-6)
+        assert (run_dir / "cfg.json").is_file()
+
+
+def test_sweep_members_must_share_the_batches(store):
+    from namesae.errors import ConfigError
+    from namesae.sae.sweep import sweep_members
+    from namesae.sae.train import train_saes
+
+    with pytest.raises(ConfigError, match=r"must agree on \['batch_size'\]"):
+        train_saes(store, [small(), small(batch_size=64)], [None, None])
+    with pytest.raises(ConfigError, match="data_seed"):
+        train_saes(store, [small(seed=1), small(seed=2)], [None, None])
+    with pytest.raises(ConfigError, match="distinct names"):
+        sweep_members({}, [{"name": "a"}, {"name": "a", "k": 8}])
+
+
+def test_device_resident_rows_give_the_streamed_batches(store):
+    from namesae.sae.data import ResidentStream, StoreStream, prefetched
+    from namesae.store import EmbeddingStore
+
+    with EmbeddingStore.open(store) as s:
+        rows = np.arange(3, len(s), 2)
+        args = (s, rows, 100, 5, 512, 0.5)
+        streamed = iter(StoreStream(*args, start_sample=700))
+        resident = iter(ResidentStream(*args, start_sample=700))
+        ahead = prefetched(iter(StoreStream(*args, start_sample=700)), 2, "cpu")
+        for _ in range(25):  # past an epoch boundary (1000 rows)
+            a = next(streamed)
+            torch.testing.assert_close(next(resident), a, rtol=0, atol=0)
+            torch.testing.assert_close(next(ahead), a, rtol=0, atol=0)
+        ahead.close()
+    run = {eng: train_sae(store, small(architecture="topk", k=ACTIVE, steps=30, data_on_device=eng))
+           for eng in ("yes", "no")}
+    for name, value in run["no"].model.state_dict().items():
+        torch.testing.assert_close(run["yes"].model.state_dict()[name], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["topk", "jumprelu"])
+def test_bfloat16_autocast_keeps_float32_parameters_and_tracks_the_float32_run(store, arch):
+    """dtype = "bfloat16": the encoder product runs in bfloat16, parameters and Adam moments stay float32, and
+    the loss curve stays within 2% of float32's (bfloat16 keeps 8 bits of mantissa)."""
+    kw = {"architecture": arch, "k": ACTIVE, "steps": 60, "log_every": 10}
+    runs = {dt: train_sae(store, small(dtype=dt, **kw)) for dt in ("float32", "bfloat16")}
+    live = runs["bfloat16"].training_model
+    assert all(p.dtype == torch.float32 for p in live.parameters())
+    a = np.array([r["loss"] for r in runs["bfloat16"].train_log])
+    b = np.array([r["loss"] for r in runs["float32"].train_log])
+    assert not np.array_equal(a, b)  # the product really ran in bfloat16
+    np.testing.assert_allclose(a, b, rtol=0.02)
+
+
+def test_gpu_options_are_validated():
+    from namesae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tf32 = true needs dtype"):
+        TrainConfig(tf32=True, dtype="bfloat16")
+    with pytest.raises(ConfigError, match="data_on_device"):
+        TrainConfig(data_on_device="gpu")
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        TrainConfig(dtype="float16")
+    assert TrainConfig(dtype="bfloat16").param_dtype() == "float32"
+    assert TrainConfig(tf32=True).tf32
