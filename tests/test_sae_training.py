@@ -207,3 +207,61 @@ def test_gpu_options_are_validated():
         TrainConfig(dtype="float16")
     assert TrainConfig(dtype="bfloat16").param_dtype() == "float32"
     assert TrainConfig(tf32=True).tf32
+
+
+KILL_RANK_1 = """
+import os, sys
+import namesae.sae.train as train
+made = train.make_step
+def make_step(config, trainer):
+    step = made(config, trainer)
+    if os.environ["RANK"] != "1":
+        return step
+    def dying(batch, want):
+        if trainer.n_training_steps == 25:  # rank 0 saved its state at step 20
+            os._exit(3)
+        return step(batch, want)
+    dying.__dict__ = step.__dict__
+    return dying
+train.make_step = make_step
+from namesae.cli import main
+sys.argv = ["namesae", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("arch", ["topk"])
+def test_torchrun_data_parallel_equals_one_process_and_resumes_after_a_rank_dies(store, tmp_path, arch):
+    """torchrun --nproc_per_node 2 (gloo, CPU): rank 1 is killed at step 25, the run fails; the same torchrun
+    command (`-m namesae train`) resumes from the step-20 state, and the final weights equal a single-process
+    run on the same global batches (1e-5)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from namesae.sae import load_sae
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    sets = ["--set", f"architecture={arch!r}".replace("'", '"'), "--set", f"k={ACTIVE}", "--set", "d_sae=64",
+            "--set", "batch_size=128", "--set", "steps=40", "--set", "lr=3e-3", "--set", "state_every=10",
+            "--set", "holdout_fraction=0.1", "--set", "dead_feature_window=15"]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    base = [str(torchrun), "--nproc_per_node", "2", "--master_port", "0", "--rdzv_backend", "c10d",
+            "--rdzv_endpoint", "localhost:0", "--max_restarts", "0"]
+    args = ["train", "--store", str(store), "--out", str(out), "--no-progress", *sets]
+    helper = tmp_path / "kill_rank_1.py"
+    helper.write_text(KILL_RANK_1)
+    dead = subprocess.run([*base, str(helper), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert dead.returncode != 0
+    assert (out / "state" / "state.json").is_file() and not (out / "namesae.json").exists()
+    done = subprocess.run([*base, "-m", "namesae", *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = load_sae(out)
+    assert ddp.info["step"] == 40 and ddp.metrics["world_size"] == 2 and ddp.metrics["resumed_at_step"] == 20
+    cfg = TrainConfig(architecture=arch, k=ACTIVE, d_sae=64, batch_size=128, steps=40, lr=3e-3,
+                      holdout_fraction=0.1, dead_feature_window=15)
+    one = train_sae(store, cfg)
+    for name, value in one.model.state_dict().items():
+        torch.testing.assert_close(ddp.model.state_dict()[name], value, rtol=0, atol=1e-5)
