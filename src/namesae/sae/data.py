@@ -246,7 +246,6 @@ def prefetched(batches: Iterator, depth: int, device: str) -> Iterator:
     import queue
     import threading
 
-    import torch
 
     if depth <= 0:
         yield from batches
@@ -269,7 +268,7 @@ def prefetched(batches: Iterator, depth: int, device: str) -> Iterator:
                         continue
                 if stop.is_set():
                     return
-        except BaseException as err:  # hand the error to the consumer
+        except Exception as err:  # hand the error to the consumer
             q.put(err)
         q.put(done)
 
@@ -280,7 +279,7 @@ def prefetched(batches: Iterator, depth: int, device: str) -> Iterator:
             item = q.get()
             if item is done:
                 return
-            if isinstance(item, BaseException):
+            if isinstance(item, Exception):
                 raise item
             yield item
     finally:

@@ -25,7 +25,16 @@ from typing import Any
 
 import torch
 
-from namesae.sae.fast import Buffers, encoder_product, StepStats, _offsets, _pair_dots, _scatter_rows, _sparse_decode, apply_grads
+from namesae.sae.fast import (
+    Buffers,
+    StepStats,
+    _offsets,
+    _pair_dots,
+    _scatter_rows,
+    _sparse_decode,
+    apply_grads,
+    encoder_product,
+)
 
 # Share of (row, feature) pairs in the union of the active set and the straight-through window above which the
 # window is handled densely (one extra matmul) rather than pair by pair.
@@ -78,7 +87,7 @@ class FusedJumpReLUStep:
         sae.threshold.data.clamp_(min=0.0)  # as JumpReLUTrainingSAE.training_forward_pass
         W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
         x = batch.to(sae.device).to(W_enc.dtype)
-        B, d = x.shape
+        B = x.shape[0]
         S = sae.cfg.d_sae
         world = self.dist.world if self.dist is not None else 1
         tr.n_training_samples += B * world

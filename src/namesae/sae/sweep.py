@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import Any
+
+import tomllib
 
 from namesae.config import config_from_dict, config_to_dict
 from namesae.errors import ConfigError
