@@ -14,9 +14,11 @@ SAELENS_ARCHITECTURE = {"standard": "standard", "topk": "topk", "batchtopk": "ba
                         "jumprelu": "jumprelu", "matryoshka": "matryoshka_batchtopk"}
 TOPK_FAMILY = ("topk", "batchtopk", "matryoshka")
 ENGINES = ("fast", "saelens")
+JUMPRELU_LOSSES = ("step", "tanh", "quadratic")
 SCHEDULES = ("constant", "cosine")
 HOLDOUT_BY = ("row", "name")
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16")
+DATA_ON_DEVICE = ("auto", "yes", "no")
 KINDS = ("text", "image")
 DEFAULT_STEPS = 1000
 
@@ -54,6 +56,20 @@ class TrainConfig:
     """"jumprelu": width of the straight-through window around the threshold."""
     jumprelu_init_threshold: float = 0.01
     """"jumprelu": initial threshold of every feature."""
+    jumprelu_sparsity_loss: str = "step"
+    """"jumprelu": sparsity penalty, as SAELens's `jumprelu_sparsity_loss_mode`: "step" (L0 through a
+    straight-through step, DeepMind), "tanh" (sum tanh(scale * f * |W_dec|), Anthropic) or "quadratic"
+    (2 / target_l0 * (L0 - target_l0)^2, Gemma Scope 2)."""
+    jumprelu_tanh_scale: float = 4.0
+    """"jumprelu" with "tanh" loss: the scale inside the tanh."""
+    jumprelu_target_l0: float | None = None
+    """"jumprelu" with "quadratic" loss: the target number of active features per row (required there)."""
+    jumprelu_ste_to_input: bool = False
+    """"jumprelu": the straight-through estimators also pass gradient to the pre-activations (Anthropic), not
+    to the thresholds alone (DeepMind)."""
+    pre_act_loss_coefficient: float | None = None
+    """"jumprelu": weight of Anthropic's pre-activation loss on dead features (unset: none). The fused step
+    has no form of it; with it set, training uses the SAELens step."""
     matryoshka_widths: tuple[int, ...] = ()
     """"matryoshka": nested dictionary sizes, strictly increasing; d_sae is appended if missing. Empty:
     d_sae/8, d_sae/4, d_sae/2, d_sae."""
@@ -80,7 +96,10 @@ class TrainConfig:
     epochs: float | None = None
     """Passes over the training split (rounded up to whole steps)."""
     seed: int = 0
-    """Seed of the initialisation, the held-out split and the data order."""
+    """Seed of the initialisation, and of the held-out split and data order unless data_seed is set."""
+    data_seed: int | None = None
+    """Seed of the held-out split and the data order; unset: seed. Set it to vary `seed` (the initialisation)
+    alone, e.g. across the members of a sweep, which must all see the same batches."""
     normalize: bool = True
     """Scale inputs to unit mean squared norm while training; the scale is folded into the saved weights, so
     the checkpoint reads and writes store units."""
@@ -107,12 +126,23 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device: "cpu", "cuda", "cuda:1", ... or "auto" (cuda when available)."""
     dtype: str = "float32"
-    """Parameter dtype: "float32" or "float64"."""
+    """Compute dtype: "float32", "float64" (parameters in that dtype) or "bfloat16" (mixed precision: parameters
+    and Adam state stay float32, the dense matmuls run under torch.autocast in bfloat16)."""
+    tf32: bool = False
+    """float32 matmuls on CUDA use TensorFloat-32 tensor cores (about 10 mantissa bits); needs dtype float32;
+    no effect on CPU."""
+    data_on_device: str = "auto"
+    """Where the training rows live: "yes" (all copied to the device once, batches gathered there: no host
+    traffic per step), "no" (streamed from the store; on CUDA through pinned memory, prefetched on a background
+    thread), "auto" ("yes" on CUDA when the rows take under a quarter of the free device memory, else "no").
+    The batches are the same either way."""
+    prefetch: int = 2
+    """Batches read ahead by a background thread while the device trains (0: read in the training loop)."""
     shuffle_buffer: int = 65536
     """Rows held in memory for shuffling: whole HDF5 chunks are read and shuffled together, so memory stays
     bounded (shuffle_buffer * d * 4 bytes) whatever the store size."""
     engine: str = "fast"
-    """Training step: "fast" (fused sparse step for the TopK family, same maths and state as SAELens) or
+    """Training step: "fast" (fused sparse step for the TopK family and JumpReLU, same maths and state as SAELens) or
     "saelens" (SAELens's SAETrainer step, the reference). Both write the same SAELens format."""
 
     def __post_init__(self) -> None:
@@ -135,6 +165,22 @@ class TrainConfig:
             value = getattr(self, name)
             if not _number(value) or value <= 0:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if self.jumprelu_sparsity_loss not in JUMPRELU_LOSSES:
+            raise ConfigError(f"jumprelu_sparsity_loss must be one of {list(JUMPRELU_LOSSES)}, "
+                              f"got {self.jumprelu_sparsity_loss!r}")
+        if not _number(self.jumprelu_tanh_scale) or self.jumprelu_tanh_scale <= 0:
+            raise ConfigError(f"jumprelu_tanh_scale must be a number > 0, got {self.jumprelu_tanh_scale!r}")
+        if self.jumprelu_target_l0 is not None and (not _number(self.jumprelu_target_l0)
+                                                    or self.jumprelu_target_l0 <= 0):
+            raise ConfigError(f"jumprelu_target_l0 must be a number > 0, got {self.jumprelu_target_l0!r}")
+        if self.jumprelu_sparsity_loss == "quadratic" and self.jumprelu_target_l0 is None:
+            raise ConfigError("jumprelu_sparsity_loss = \"quadratic\" needs jumprelu_target_l0")
+        if not isinstance(self.jumprelu_ste_to_input, bool):
+            raise ConfigError(f"jumprelu_ste_to_input must be true or false, got {self.jumprelu_ste_to_input!r}")
+        if self.pre_act_loss_coefficient is not None and (not _number(self.pre_act_loss_coefficient)
+                                                          or self.pre_act_loss_coefficient < 0):
+            raise ConfigError(f"pre_act_loss_coefficient must be a number >= 0, got "
+                              f"{self.pre_act_loss_coefficient!r}")
         if not _number(self.jumprelu_init_threshold) or self.jumprelu_init_threshold < 0:
             raise ConfigError(f"jumprelu_init_threshold must be >= 0, got {self.jumprelu_init_threshold!r}")
         widths = self.matryoshka_widths
@@ -165,6 +211,9 @@ class TrainConfig:
             raise ConfigError(f"epochs must be a number > 0, got {self.epochs!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.data_seed is not None and (not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool)
+                                           or self.data_seed < 0):
+            raise ConfigError(f"data_seed must be an integer >= 0, got {self.data_seed!r}")
         if not isinstance(self.normalize, bool):
             raise ConfigError(f"normalize must be true or false, got {self.normalize!r}")
         if not _number(self.holdout_fraction) or not 0 <= self.holdout_fraction < 1:
@@ -180,6 +229,14 @@ class TrainConfig:
             raise ConfigError("names must be non-empty strings")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.tf32, bool):
+            raise ConfigError(f"tf32 must be true or false, got {self.tf32!r}")
+        if self.tf32 and self.dtype != "float32":
+            raise ConfigError(f"tf32 = true needs dtype = \"float32\" (got {self.dtype!r}): TF32 is a float32 matmul mode")
+        if self.data_on_device not in DATA_ON_DEVICE:
+            raise ConfigError(f"data_on_device must be one of {list(DATA_ON_DEVICE)}, got {self.data_on_device!r}")
+        if not isinstance(self.prefetch, int) or isinstance(self.prefetch, bool) or self.prefetch < 0:
+            raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
         if not isinstance(self.device, str) or not (self.device in ("cpu", "auto", "mps")
                                                     or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {self.device!r}")
@@ -214,6 +271,18 @@ class TrainConfig:
         if self.epochs is not None:
             return max(1, math.ceil(self.epochs * n_train / self.batch_size))
         return DEFAULT_STEPS
+
+    def data_seed_value(self) -> int:
+        """The seed of the split and the data order."""
+        return self.seed if self.data_seed is None else self.data_seed
+
+    def param_dtype(self) -> str:
+        """The dtype of parameters and optimizer state ("bfloat16" trains float32 parameters under autocast)."""
+        return "float32" if self.dtype == "bfloat16" else self.dtype
+
+    def autocast(self) -> bool:
+        """Whether the dense matmuls run under torch.autocast(bfloat16)."""
+        return self.dtype == "bfloat16"
 
     def end_lr(self) -> float:
         """The schedule's final learning rate."""

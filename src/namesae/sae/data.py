@@ -192,10 +192,20 @@ class StoreStream:
         step = self._blocks_per_window
         return [order[i:i + step] for i in range(0, order.size, step)]
 
+    def _window_rows(self, epoch: int, index: int, window: np.ndarray) -> np.ndarray:
+        """Store rows of a window's training rows, in their shuffled order ([rows] int64)."""
+        parts = []
+        for b in np.sort(self._blocks[window]):  # ascending block order: sequential reads
+            start, stop = int(b) * self._chunk, min(len(self.store), (int(b) + 1) * self._chunk)
+            parts.append(start + np.flatnonzero(self._member[start:stop]))
+        rows = np.concatenate(parts)
+        perm = np.random.default_rng([self.seed, epoch, index]).permutation(rows.shape[0])
+        return rows[perm]
+
     def _read_window(self, epoch: int, index: int, window: np.ndarray) -> np.ndarray:
         """The training rows of a window's blocks, shuffled (float32 [rows, d])."""
         parts = []
-        for b in np.sort(self._blocks[window]):  # ascending block order: sequential reads
+        for b in np.sort(self._blocks[window]):
             start, stop = int(b) * self._chunk, min(len(self.store), (int(b) + 1) * self._chunk)
             block = self.store.read(start, stop)
             parts.append(block[self._member[start:stop]])
@@ -203,8 +213,8 @@ class StoreStream:
         perm = np.random.default_rng([self.seed, epoch, index]).permutation(rows.shape[0])
         return rows[perm]
 
-    def _rows_from(self, position: int) -> Iterator[np.ndarray]:
-        """Consecutive shuffled row blocks of the stream, starting at row `position`."""
+    def _windows_from(self, position: int, read: bool = True) -> Iterator[np.ndarray]:
+        """Consecutive shuffled row blocks (data, or store rows when not `read`), starting at row `position`."""
         epoch, offset = divmod(position, self.n_rows)
         while True:
             windows = self._windows(epoch)
@@ -213,17 +223,20 @@ class StoreStream:
                 if offset >= size:
                     offset -= size
                     continue
-                yield self._read_window(epoch, index, window)[offset:]
+                part = self._read_window if read else self._window_rows
+                yield part(epoch, index, window)[offset:]
                 offset = 0
             epoch += 1
 
-    def __iter__(self) -> Iterator:
-        """Yield batches forever; `position` counts the rows handed out."""
-        import torch
+    def _rows_from(self, position: int) -> Iterator[np.ndarray]:
+        """Consecutive shuffled row blocks of the stream, starting at row `position`."""
+        return self._windows_from(position, read=True)
 
+    def _batches(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Cut consecutive blocks into batch_size pieces, advancing `position`."""
         pending: list[np.ndarray] = []
         have = 0
-        for block in self._rows_from(self.position):
+        for block in blocks:
             pending.append(block)
             have += block.shape[0]
             while have >= self.batch_size:
@@ -231,5 +244,83 @@ class StoreStream:
                 batch, rest = flat[:self.batch_size], flat[self.batch_size:]
                 pending, have = ([rest] if rest.shape[0] else []), rest.shape[0]
                 self.position += self.batch_size
-                out = torch.from_numpy(np.ascontiguousarray(batch))
-                yield out * self.scale if self.scale != 1.0 else out
+                yield batch
+
+    def __iter__(self) -> Iterator:
+        """Yield batches forever; `position` counts the rows handed out."""
+        import torch
+
+        for batch in self._batches(self._rows_from(self.position)):
+            out = torch.from_numpy(np.ascontiguousarray(batch))
+            yield out * self.scale if self.scale != 1.0 else out
+
+
+class ResidentStream(StoreStream):
+    """StoreStream's batches, in the same order, gathered from a copy of all training rows on the device."""
+
+    def __init__(self, store: EmbeddingStore, rows: np.ndarray, batch_size: int, seed: int,
+                 shuffle_buffer: int, scale: float = 1.0, start_sample: int = 0, device: str = "cpu") -> None:
+        import torch
+
+        super().__init__(store, rows, batch_size, seed, shuffle_buffer, scale, start_sample)
+        self.rows = np.asarray(rows, dtype=np.int64)  # ascending store rows: row i of `data`
+        d = store.dim
+        self.data = torch.empty((self.rows.size, d), dtype=torch.float32, device=device)  # [n_train, d]
+        step = max(1, (64 << 20) // (4 * d))  # 64 MiB reads
+        for start in range(0, self.rows.size, step):
+            part = torch.from_numpy(store.read_rows(self.rows[start:start + step]))
+            self.data[start:start + part.shape[0]] = part.to(device) * self.scale if self.scale != 1.0 else part.to(device)
+
+    def __iter__(self) -> Iterator:
+        """Yield batches (on the device) forever; `position` counts the rows handed out."""
+        import torch
+
+        for batch in self._batches(self._windows_from(self.position, read=False)):
+            index = torch.from_numpy(np.searchsorted(self.rows, batch)).to(self.data.device)
+            yield self.data.index_select(0, index)
+
+
+def prefetched(batches: Iterator, depth: int, device: str) -> Iterator:
+    """Read `depth` batches ahead on a background thread; on CUDA each is pinned and copied without blocking."""
+    import queue
+    import threading
+
+
+    if depth <= 0:
+        yield from batches
+        return
+    cuda = device.startswith("cuda")
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for batch in batches:
+                if cuda and batch.device.type == "cpu":
+                    batch = batch.pin_memory().to(device, non_blocking=True)
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except Exception as err:  # hand the error to the consumer
+            q.put(err)
+        q.put(done)
+
+    thread = threading.Thread(target=work, name="namesae-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

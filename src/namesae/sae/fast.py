@@ -45,17 +45,56 @@ def _pair_dots(grad: torch.Tensor, weight: torch.Tensor, cols: torch.Tensor, off
 
 
 def _scatter_rows(cols: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, dense: torch.Tensor,
-                  n_out: int) -> torch.Tensor:
+                  n_out: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """out[j] = sum over pairs i with cols[i] = j of values[i] * dense[rows[i]]  ([n_out, d])."""
     sparse = torch.sparse_coo_tensor(torch.stack([cols, rows]), values, (n_out, dense.shape[0]),
                                      check_invariants=False)
-    return torch.sparse.mm(sparse, dense)
+    if out is None:
+        return torch.sparse.mm(sparse, dense)
+    return torch.addmm(out, sparse, dense, beta=0, out=out)
+
+
+class Buffers:
+    """Step tensors kept from one step to the next. On CPU a fresh [batch, d_sae] tensor is a new mmap that
+    the kernel faults in page by page on every step (glibc hands large blocks back to the OS on free), which
+    cost as much as the top-k; reusing the memory removes that."""
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of this shape with `like`'s dtype and device, the same one on every call."""
+        buf = self._tensors.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._tensors[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+
+def apply_grads(sae: Any, grads: dict[str, torch.Tensor]) -> None:
+    """Put computed gradients into each parameter's persistent .grad (allocated once, reused every step)."""
+    for name, param in sae.named_parameters():
+        g = grads[name]
+        if param.grad is None or param.grad.shape != param.shape:
+            param.grad = g if g.is_contiguous() else g.contiguous()
+        elif g.data_ptr() != param.grad.data_ptr():
+            param.grad.copy_(g)
 
 
 def _sparse_decode(cols: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor, W_dec: torch.Tensor,
                    b_dec: torch.Tensor | None) -> torch.Tensor:
     out = F.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=weights)
     return out + b_dec if b_dec is not None else out
+
+
+def encoder_product(bias: torch.Tensor, x: torch.Tensor, W: torch.Tensor, out: torch.Tensor,
+                    autocast: bool) -> torch.Tensor:
+    """bias + x @ W into `out` ([B, S], the parameters' dtype); under `autocast` the product runs in bfloat16
+    (rounded as torch.autocast would) and only its result is widened."""
+    if not autocast:
+        return torch.addmm(bias, x, W, out=out)
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+        prod = torch.mm(x, W)  # [B, S] bfloat16
+    return torch.add(prod, bias, out=out)
 
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -71,8 +110,9 @@ def _offsets(rows: torch.Tensor, batch: int) -> torch.Tensor:
 class FusedTopKStep:
     """One SAELens-equivalent training step of a TopK-family TrainingSAE, on the trainer's optimizer and state."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: Any, autocast: bool = False) -> None:
         self.trainer = trainer
+        self.autocast = bool(autocast)
         self.sae = trainer.sae
         cfg = self.sae.cfg
         self.arch = cfg.architecture()
@@ -81,6 +121,8 @@ class FusedTopKStep:
         if not cfg.apply_b_dec_to_input or cfg.normalize_activations != "none":
             raise ValueError("the fused step needs apply_b_dec_to_input=True and normalize_activations='none'")
         self.levels = list(cfg.matryoshka_widths[:-1]) if self.arch == "matryoshka_batchtopk" else []
+        self.buffers = Buffers()
+        self.dist: Any = None  # a distributed.Distributed under torchrun: gradients and counts reduced over ranks
 
     def _select(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Active pairs as row-sorted (rows, cols, h values, offsets)."""
@@ -105,12 +147,15 @@ class FusedTopKStep:
         x = batch.to(sae.device).to(W_enc.dtype)
         B, d = x.shape
         S = sae.cfg.d_sae
-        tr.n_training_samples += B
+        world = self.dist.world if self.dist is not None else 1
+        tr.n_training_samples += B * world
         dead = tr.dead_neurons  # before this step's bookkeeping, as in SAELens
 
+        buf = self.buffers
         n = W_dec.norm(dim=-1)  # [S]
         x_c = x - b_dec  # [B, d]
-        h = torch.addmm(b_enc * n, x_c, W_enc * n)  # [B, S] = (x_c @ W_enc + b_enc) * |W_dec|
+        W_n = torch.mul(W_enc, n, out=buf.get("W_n", W_enc.shape, W_enc))
+        h = encoder_product(b_enc * n, x_c, W_n, buf.get("h", (B, S), W_enc), self.autocast)  # [B, S] = (x_c W_enc + b_enc) |W_dec|
         rows, cols, hv, offsets = self._select(h)
         active = hv > 0
         a = torch.where(active, hv / n[cols], torch.zeros_like(hv))  # decode weight relu(pre)
@@ -162,6 +207,8 @@ class FusedTopKStep:
 
         # Bookkeeping of SAETrainer._train_step, from the active pairs.
         fired = torch.bincount(cols[active], minlength=S)
+        if self.dist is not None:
+            fired = self.dist.reduce_sum(fired)
         tr.n_forward_passes_since_fired += 1
         tr.n_forward_passes_since_fired[fired > 0] = 0
         tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
@@ -170,18 +217,18 @@ class FusedTopKStep:
         ecols, erows, egrad = _cat(enc_cols), _cat(enc_rows), _cat(g_pre)
         grad_b_enc = torch.zeros_like(b_enc).index_add_(0, ecols, egrad)
         grads = {
-            "W_enc": _scatter_rows(ecols, erows, egrad, x_c, S).t().contiguous(),
+            "W_enc": _scatter_rows(ecols, erows, egrad, x_c, S, out=buf.get("g_enc_t", W_dec.shape, W_dec)).t(),
             "b_enc": grad_b_enc,
             "W_dec": _scatter_rows(_cat([p[0] for p in g_dec]), _cat([p[1] for p in g_dec]),
-                                   _cat([p[2] for p in g_dec]), _cat(out_grads), S),
+                                   _cat([p[2] for p in g_dec]), _cat(out_grads), S,
+                                   out=W_dec.grad if W_dec.grad is not None else None),
             "b_dec": grad_b_dec - W_enc @ grad_b_enc,
         }
-        for name, param in sae.named_parameters():
-            param.grad = grads[name]
-        params = list(sae.parameters())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        tr.optimizer.step()
-        tr.optimizer.zero_grad()
+        if self.dist is not None:
+            grads = self.dist.reduce_grads(grads)
+        apply_grads(sae, grads)
+        torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
+        tr.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
         tr.lr_scheduler.step()
         for scheduler in tr.coefficient_schedulers.values():
             scheduler.step()

@@ -24,11 +24,13 @@ from namesae.config import config_to_dict
 from namesae.errors import ConfigError, NamesaeError, SpaceMismatchError, StoreError
 from namesae.sae.config import SAELENS_ARCHITECTURE, TOPK_FAMILY, TrainConfig
 from namesae.sae.data import (
+    ResidentStream,
     RowSplit,
     StoreStream,
     check_training_memory,
     evenly_spaced,
     mean_squared_norm,
+    prefetched,
     read_names_file,
     select_rows,
     split_rows,
@@ -79,7 +81,7 @@ def plan_run(store: EmbeddingStore, config: TrainConfig) -> RunPlan:
     """Resolve filters, split, width, steps and input scale of a run on an open store."""
     names = tuple(config.names) + (read_names_file(config.names_file) if config.names_file else ())
     rows = select_rows(store, config.kinds, names)
-    split = split_rows(store, rows, config.holdout_fraction, config.holdout_by, config.seed)
+    split = split_rows(store, rows, config.holdout_fraction, config.holdout_by, config.data_seed_value())
     d_in = store.dim
     d_sae = config.width(d_in)
     if config.architecture == "matryoshka":
@@ -121,7 +123,7 @@ def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, d
     )
     from sae_lens.saes.sae import SAEMetadata
 
-    common = {"d_in": d_in, "d_sae": d_sae, "dtype": config.dtype, "device": device, "apply_b_dec_to_input": True,
+    common = {"d_in": d_in, "d_sae": d_sae, "dtype": config.param_dtype(), "device": device, "apply_b_dec_to_input": True,
                   "normalize_activations": "none",
                   "metadata": SAEMetadata(model_name=space, hook_name="embeddings", namesae_space=space)}
     topk = {"aux_loss_coefficient": config.aux_loss_coefficient, "rescale_acts_by_decoder_norm": True}
@@ -139,7 +141,10 @@ def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, d
     elif arch == "jumprelu":
         cls, cfg = JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig(
             **common, l0_coefficient=config.l0_coefficient, l0_warm_up_steps=config.sparsity_warmup_steps,
-            jumprelu_bandwidth=config.jumprelu_bandwidth, jumprelu_init_threshold=config.jumprelu_init_threshold)
+            jumprelu_bandwidth=config.jumprelu_bandwidth, jumprelu_init_threshold=config.jumprelu_init_threshold,
+            jumprelu_sparsity_loss_mode=config.jumprelu_sparsity_loss, jumprelu_tanh_scale=config.jumprelu_tanh_scale,
+            target_l0=config.jumprelu_target_l0, jumprelu_ste_to_input=config.jumprelu_ste_to_input,
+            pre_act_loss_coefficient=config.pre_act_loss_coefficient)
     else:  # TrainConfig refuses these; kept for callers that bypass it
         raise ConfigError(f"unknown architecture {arch!r}")
     assert SAELENS_ARCHITECTURE[arch] == cfg.architecture()
@@ -160,7 +165,7 @@ def build_trainer(config: TrainConfig, sae: Any, steps: int, device: str) -> Any
         lr_scheduler_name="cosineannealing" if config.lr_schedule == "cosine" else "constant",
         lr_warm_up_steps=config.lr_warmup_steps, lr_decay_steps=config.lr_decay_steps, device=device,
         dead_feature_window=config.dead_feature_window, n_checkpoints=0, checkpoint_path=None,
-        save_final_checkpoint=False, logger=LoggingConfig(log_to_wandb=False))
+        save_final_checkpoint=False, logger=LoggingConfig(log_to_wandb=False), autocast=config.autocast())
     return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=iter(()))
 
 
@@ -187,10 +192,15 @@ def make_step(config: TrainConfig, trainer: Any) -> Callable[[Any, bool], Any]:
 
     if config.engine == "fast" and config.architecture in TOPK_FAMILY:
         use_fused_adam(trainer)
-        return FusedTopKStep(trainer)
+        return FusedTopKStep(trainer, autocast=config.autocast())
+    if config.engine == "fast" and config.architecture == "jumprelu" and config.pre_act_loss_coefficient is None:
+        from namesae.sae.fast_jumprelu import FusedJumpReLUStep
+
+        use_fused_adam(trainer)
+        return FusedJumpReLUStep(trainer, autocast=config.autocast())
     if config.engine == "fast":
-        log.debug("engine 'fast' has no fused step for architecture %r (its sparsity is not structural); "
-                 "using the SAELens step", config.architecture)
+        log.debug("engine 'fast' has no fused step for architecture %r%s; using the SAELens step",
+                  config.architecture, " with a pre-activation loss" if config.architecture == "jumprelu" else "")
 
     def saelens_step(batch: Any, want_stats: bool = False) -> StepStats | None:
         import torch
@@ -295,107 +305,227 @@ def train_sae(store: str | Path | EmbeddingStore, config: TrainConfig | None = N
     Re-running on an unfinished out_dir resumes from its last saved state; on a finished one it returns the SAE.
     Without out_dir nothing is written (no checkpoints, no resume). `stop_after_steps` stops this call after that
     many steps without saving state, as a kill would (for tests); the returned SAE is then incomplete.
+    Under torchrun (WORLD_SIZE > 1) the run is data-parallel: see `namesae.sae.distributed`.
+    """
+    config = config or TrainConfig()
+    return train_saes(store, [config], [out_dir], progress, overwrite, stop_after_steps)[0]
+
+
+@dataclass
+class _Member:
+    """One SAE of a (possibly one-member) sweep: its plan, trainer, step and progress."""
+
+    config: TrainConfig
+    plan: RunPlan
+    run_dir: Path | None
+    trainer: Any
+    step_fn: Callable[[Any, bool], Any]
+    train_log: list[dict[str, Any]]
+    seconds: float
+    start_step: int
+    device: str
+
+    def extra(self) -> dict[str, Any]:
+        """The JSON part of a saved state beyond the trainer's own."""
+        return {"identity": self.plan.identity(), "train_log": self.train_log, "seconds": self.seconds}
+
+
+DATA_FIELDS = ("batch_size", "holdout_fraction", "holdout_by", "kinds", "names", "names_file", "shuffle_buffer",
+               "normalize", "device")
+
+
+def _check_shared_data(configs: list[TrainConfig]) -> None:
+    """Refuse a sweep whose members would not see the same batches."""
+    first = configs[0]
+    for cfg in configs[1:]:
+        diff = [f for f in DATA_FIELDS if getattr(cfg, f) != getattr(first, f)]
+        if cfg.data_seed_value() != first.data_seed_value():
+            diff.append("data_seed (or seed)")
+        if diff:
+            raise ConfigError(f"a sweep trains every SAE on the same batches, so its members must agree on "
+                              f"{diff}; vary these in separate runs (set data_seed to vary seed alone)")
+
+
+def _prepare(st: EmbeddingStore, config: TrainConfig, run_dir: Path | None, overwrite: bool,
+             dist: Any) -> TrainedSAE | _Member:
+    """A finished run folder's SAE, or a member ready to train (resumed from its state if it has one)."""
+    plan = plan_run(st, config)
+    state_folder = None
+    if run_dir is not None:
+        if overwrite and dist.is_main:
+            clear_run(run_dir)
+        dist.barrier()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / INFO_FILE).is_file():
+            finished = load_sae(run_dir)
+            _check_resumable(run_dir, plan, {"identity": finished.info.get("identity", {})})
+            log.info("%s: already trained (%s steps); returning it", run_dir, finished.step)
+            if dist.is_main:
+                clear_state(run_dir)
+            return finished
+        state_folder = find_state(run_dir)
+        if state_folder is not None:
+            _check_resumable(run_dir, plan, read_state_meta(state_folder))
+    device = dist.device(resolve_device(config.device))
+    sae = build_training_sae(config, plan.d_in, plan.d_sae, st.space, device)
+    trainer = build_trainer(config, sae, plan.steps, device)
+    step_fn = dist.wrap_step(make_step(config, trainer), config)
+    member = _Member(config, plan, run_dir, trainer, step_fn, [], 0.0, 0, device)
+    if state_folder is not None:
+        meta = load_state(state_folder, trainer)
+        member.train_log, member.seconds = meta.get("train_log", []), meta.get("seconds", 0.0)
+        log.info("%s: resuming at step %d of %d", run_dir, trainer.n_training_steps, plan.steps)
+    member.start_step = trainer.n_training_steps
+    return member
+
+
+def _stream(st: EmbeddingStore, member: _Member, start_sample: int, dist: Any) -> Iterator[Any]:
+    """The training batches from `start_sample` on (this rank's share under torchrun), on the member's device."""
+    import torch
+
+    cfg, plan = member.config, member.plan
+    args = (st, plan.split.train, cfg.batch_size, cfg.data_seed_value(), cfg.shuffle_buffer, plan.scale)
+    resident = cfg.data_on_device == "yes"
+    if cfg.data_on_device == "auto" and member.device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(member.device))
+        resident = plan.split.train.size * plan.d_in * 4 < free / 4
+    if resident:
+        return (dist.shard(b) for b in ResidentStream(*args, start_sample=start_sample, device=member.device))
+    batches = (dist.shard(b) for b in StoreStream(*args, start_sample=start_sample))
+    return prefetched(batches, cfg.prefetch, member.device)
+
+
+@contextlib.contextmanager
+def _matmul_precision(config: TrainConfig) -> Iterator[None]:
+    """TF32 float32 matmuls on CUDA for the run when `tf32` is set; the previous setting restored after."""
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(config.tf32)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def _train_one_step(member: _Member, batch: Any, st: EmbeddingStore, dist: Any) -> None:
+    """One step of one member, with its log entry, checkpoint and state save."""
+    tr, cfg, plan = member.trainer, member.config, member.plan
+    tick = time.perf_counter()
+    tr.maybe_reset_sparsity()
+    step = tr.n_training_steps + 1
+    want = step % cfg.log_every == 0 or step == plan.steps
+    stats = member.step_fn(batch, want)
+    tr.n_training_steps = step
+    member.seconds += time.perf_counter() - tick
+    if stats is not None:
+        lr = tr.optimizer.param_groups[0]["lr"]
+        ev = stats.explained_variance if math.isfinite(stats.explained_variance) else None
+        member.train_log.append({"step": step, "samples": tr.n_training_samples, "loss": stats.loss,
+                                 "mse": stats.mse, "l0": stats.l0, "explained_variance": ev, "lr": lr,
+                                 "seconds": member.seconds})
+        if not math.isfinite(stats.loss):
+            raise NamesaeError(f"training diverged at step {step} (loss {stats.loss}); lower lr")
+    if member.run_dir is None or not dist.is_main:
+        return
+    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        model = inference_model(tr.sae, plan.scale)
+        info = {**_info(plan, step, tr.n_training_samples, complete=False), "identity": plan.identity()}
+        write_saelens_folder(model, member.run_dir / "checkpoints" / f"step_{step:06d}", info,
+                             measure(model, st, plan))
+    if cfg.state_every and step % cfg.state_every == 0 and step < plan.steps:
+        save_state(member.run_dir, tr, member.extra())
+
+
+def _finish(member: _Member, st: EmbeddingStore, stopped: bool, dist: Any) -> TrainedSAE:
+    """The member's final SAE: written (on the main rank) and measured unless the call was stopped early."""
+    tr, cfg, plan = member.trainer, member.config, member.plan
+    model = inference_model(tr.sae, plan.scale)
+    step = tr.n_training_steps
+    info = {**_info(plan, step, tr.n_training_samples, complete=not stopped), "identity": plan.identity()}
+    common = {"model": model, "space": st.space, "architecture": cfg.architecture, "normalization": plan.scale,
+              "info": info, "train_log": member.train_log, "training_model": tr.sae}
+    if stopped or not dist.is_main:
+        return TrainedSAE(**common)
+    seconds = member.seconds
+    metrics = {**measure(model, st, plan), "architecture": cfg.architecture, "engine": cfg.engine,
+               "d_in": plan.d_in, "d_sae": plan.d_sae, "step": step, "samples_seen": tr.n_training_samples,
+               "train_seconds": seconds,
+               "train_samples_per_second": (tr.n_training_samples / seconds) if seconds > 0 else None,
+               "resumed_at_step": member.start_step or None, "steps_this_call": step - member.start_step,
+               "world_size": dist.world}
+    path = None
+    if member.run_dir is not None:
+        write_json(member.run_dir / TRAIN_LOG_FILE, member.train_log)
+        write_saelens_files(model, member.run_dir, info, metrics)
+        clear_state(member.run_dir)
+        path = member.run_dir
+    return TrainedSAE(**common, path=path, metrics=metrics)
+
+
+def train_saes(store: str | Path | EmbeddingStore, configs: list[TrainConfig],
+               out_dirs: list[str | Path | None], progress: bool = False, overwrite: bool = False,
+               stop_after_steps: int | None = None) -> list[TrainedSAE]:
+    """Train several SAEs in one pass over the same batches (a sweep), each into its own resumable run folder.
+
+    Every member sees exactly the batches its own `train_sae` run would (the members must agree on the data
+    settings, see DATA_FIELDS), so a sweep gives each SAE the weights of a separate run with its config.
+    Members resumed at different steps wait for the shared stream to reach them.
     """
     from tqdm.auto import tqdm
 
-    config = config or TrainConfig()
-    if not isinstance(config, TrainConfig):
-        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
-    run_dir = Path(out_dir) if out_dir is not None else None
-    with _opened(store) as st:
-        plan = plan_run(st, config)
-        identity = plan.identity()
-        state_folder = None
-        if run_dir is not None:
-            if overwrite:
-                clear_run(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            done = run_dir / INFO_FILE
-            if done.is_file():
-                finished = load_sae(run_dir)
-                _check_resumable(run_dir, plan, {"identity": finished.info.get("identity", {})})
-                log.info("%s: already trained (%s steps); returning it", run_dir, finished.step)
-                clear_state(run_dir)
-                return finished
-            state_folder = find_state(run_dir)
-            if state_folder is not None:
-                _check_resumable(run_dir, plan, read_state_meta(state_folder))
+    from namesae.sae.distributed import Distributed
 
-        device = resolve_device(config.device)
-        sae = build_training_sae(config, plan.d_in, plan.d_sae, st.space, device)
-        trainer = build_trainer(config, sae, plan.steps, device)
-        step_fn = make_step(config, trainer)
-        train_log: list[dict[str, Any]] = []
-        seconds = 0.0
-        if state_folder is not None:
-            meta = load_state(state_folder, trainer)
-            train_log, seconds = meta.get("train_log", []), meta.get("seconds", 0.0)
-            log.info("%s: resuming at step %d of %d", run_dir, trainer.n_training_steps, plan.steps)
-
-        def extra() -> dict[str, Any]:
-            return {"identity": identity, "train_log": train_log, "seconds": seconds}
-
-        def write_checkpoint(step: int) -> None:
-            model = inference_model(trainer.sae, plan.scale)
-            info = {**_info(plan, step, trainer.n_training_samples, complete=False), "identity": identity}
-            write_saelens_folder(model, run_dir / "checkpoints" / f"step_{step:06d}", info, measure(model, st, plan))
-
-        stream = iter(StoreStream(st, plan.split.train, config.batch_size, config.seed, config.shuffle_buffer,
-                                  plan.scale, start_sample=trainer.n_training_samples))
-        start_step = trainer.n_training_steps
-        bar = tqdm(total=plan.steps, initial=start_step, unit="step", desc="train", disable=not progress)
-        stopped = False
-        try:
-            while trainer.n_training_steps < plan.steps:
-                if stop_after_steps is not None and trainer.n_training_steps - start_step >= stop_after_steps:
-                    stopped = True
-                    break
-                tick = time.perf_counter()
-                trainer.maybe_reset_sparsity()
-                batch = next(stream).to(device)
-                step = trainer.n_training_steps + 1
-                want = step % config.log_every == 0 or step == plan.steps
-                stats = step_fn(batch, want)
-                trainer.n_training_steps = step
-                seconds += time.perf_counter() - tick
-                bar.update(1)
-                if stats is not None:
-                    lr = trainer.optimizer.param_groups[0]["lr"]
-                    ev = stats.explained_variance if math.isfinite(stats.explained_variance) else None
-                    train_log.append({"step": step, "samples": trainer.n_training_samples, "loss": stats.loss,
-                                      "mse": stats.mse, "l0": stats.l0, "explained_variance": ev, "lr": lr,
-                                      "seconds": seconds})
-                    bar.set_postfix(loss=f"{stats.loss:.4g}", l0=f"{stats.l0:.1f}", ev=f"{ev:.3f}" if ev else "-")
-                    if not math.isfinite(stats.loss):
-                        raise NamesaeError(f"training diverged at step {step} (loss {stats.loss}); lower lr")
-                if run_dir is None:
-                    continue
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    write_checkpoint(step)
-                if config.state_every and step % config.state_every == 0 and step < plan.steps:
-                    save_state(run_dir, trainer, extra())
-        finally:
-            bar.close()
-
-        model = inference_model(trainer.sae, plan.scale)
-        step = trainer.n_training_steps
-        info = {**_info(plan, step, trainer.n_training_samples, complete=not stopped), "identity": identity}
-        if stopped:
-            return TrainedSAE(model=model, space=st.space, architecture=config.architecture,
-                              normalization=plan.scale, info=info, train_log=train_log,
-                              training_model=trainer.sae)
-        trained_steps = step - start_step
-        metrics = {**measure(model, st, plan), "architecture": config.architecture, "engine": config.engine,
-                   "d_in": plan.d_in, "d_sae": plan.d_sae, "step": step, "samples_seen": trainer.n_training_samples,
-                   "train_seconds": seconds,
-                   "train_samples_per_second": (trainer.n_training_samples / seconds) if seconds > 0 else None,
-                   "resumed_at_step": start_step or None, "steps_this_call": trained_steps}
-        path = None
-        if run_dir is not None:
-            write_json(run_dir / TRAIN_LOG_FILE, train_log)
-            write_saelens_files(model, run_dir, info, metrics)
-            clear_state(run_dir)
-            path = run_dir
-        return TrainedSAE(model=model, space=st.space, architecture=config.architecture,
-                          normalization=plan.scale, path=path, info=info, metrics=metrics, train_log=train_log,
-                          training_model=trainer.sae)
+    if len(configs) != len(out_dirs) or not configs:
+        raise ConfigError("train_saes needs one out_dir (or None) per config, and at least one config")
+    for cfg in configs:
+        if not isinstance(cfg, TrainConfig):
+            raise ConfigError(f"config must be a TrainConfig, got {type(cfg).__name__}")
+    _check_shared_data(configs)
+    dirs = [Path(d) if d is not None else None for d in out_dirs]
+    if len({d for d in dirs if d is not None}) < sum(d is not None for d in dirs):
+        raise ConfigError("each SAE of a sweep needs its own out_dir")
+    dist = Distributed.from_environment(configs[0])
+    results: list[TrainedSAE | None] = [None] * len(configs)
+    with _opened(store) as st, _matmul_precision(configs[0]):
+        members: dict[int, _Member] = {}
+        for i, (cfg, run_dir) in enumerate(zip(configs, dirs)):
+            prepared = _prepare(st, cfg, run_dir, overwrite, dist)
+            if isinstance(prepared, TrainedSAE):
+                results[i] = prepared
+            else:
+                members[i] = prepared
+        if members:
+            first = next(iter(members.values()))
+            batch_size = first.config.batch_size
+            start = min(m.trainer.n_training_steps for m in members.values())
+            end = max(m.plan.steps for m in members.values())
+            stream = _stream(st, first, start * batch_size, dist)
+            bar = tqdm(total=end, initial=start, unit="step", desc="train", disable=not progress or not dist.is_main)
+            stopped = False
+            step = start
+            try:
+                while step < end:
+                    if stop_after_steps is not None and step - start >= stop_after_steps:
+                        stopped = True
+                        break
+                    batch = next(stream)
+                    for m in members.values():
+                        if m.trainer.n_training_steps == step < m.plan.steps:
+                            _train_one_step(m, batch, st, dist)
+                    step += 1
+                    bar.update(1)
+                    if len(members) == 1 and first.train_log and first.train_log[-1]["step"] == step:
+                        last = first.train_log[-1]
+                        ev = last["explained_variance"]
+                        bar.set_postfix(loss=f"{last['loss']:.4g}", l0=f"{last['l0']:.1f}",
+                                        ev=f"{ev:.3f}" if ev is not None else "-")
+            finally:
+                bar.close()
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+            for i, m in members.items():
+                results[i] = _finish(m, st, stopped or m.trainer.n_training_steps < m.plan.steps, dist)
+    dist.barrier()
+    return results  # type: ignore[return-value]
