@@ -176,8 +176,14 @@ class _Run:
         self.paths = {k: run_dir / manifest.get(k, v) for k, v in DEFAULT_ARTEFACTS.items()}
         self.scorecard = _read_json(self.paths["scorecard"], (dict,)) or {}
         self.metrics = _read_json(self.paths["metrics"], (dict,)) or {}
-        self.identity = _records(_read_json(self.paths["identity"]), ("names", "records", "identity"),
-                                 self.paths["identity"])
+        identity = _read_json(self.paths["identity"])
+        self.identity = _records(identity, ("names", "records", "identity"), self.paths["identity"])
+        header = identity if isinstance(identity, dict) else {}
+        self.identity_summary = {k: header[k] for k in ("absorption", "seed_stability")
+                                 if isinstance(header.get(k), dict) and header[k]}
+        rule = header.get("config", {}).get("rule") if isinstance(header.get("config"), dict) else None
+        if isinstance(rule, str):
+            self.identity_summary["rule"] = {"rule": rule}
         _check_records(self.identity, self.paths["identity"], "name", (str,))
         self.features = _records(_read_json(self.paths["features"]), ("features", "records"), self.paths["features"])
         _check_records(self.features, self.paths["features"], "feature", (int,))
@@ -450,6 +456,9 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
             truth=run.truth.get(name), medoid=rel_image(medoids[name], 1) if name in medoids else None,
             basis=[entry for _, entry in entries_with(run.basis, "name", name)],
             images=[rel_image(p, 1) for p in images.get(name, [])[:16]],
+            absorption=[a for a in rec.get("absorption") or [] if isinstance(a, dict)],
+            name_pages={k: "../" + v for k, v in name_pages.items()},
+            seed_stability=rec.get("seed_stability") if isinstance(rec.get("seed_stability"), dict) else None,
         )
         (out / name_pages[name]).write_text(page, encoding="utf-8")
 
@@ -468,6 +477,7 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
 
     index = env.get_template("index.html").render(
         title="namesae report", root=".", scorecard=_flatten(run.scorecard), metrics=_flatten(run.metrics),
+        identity_summary=run.identity_summary,
         identity=identity, name_pages=name_pages, features=features, feature_pages=feature_pages,
         plots=plot_files, run_dir=str(run.dir),
     )
