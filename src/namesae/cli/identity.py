@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import device_option
+
 
 def identity(
     sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (written by `namesae train`)."),
@@ -33,6 +35,7 @@ def identity(
     kind: str = typer.Option(None, "--kind", help="Feature statistics over rows of this kind only (text/image)."),
     write_features: bool = typer.Option(False, "--write-features", help="Also write features.json/csv."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    device: str = device_option("the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Per name: identity features (precision >= tau_p, recall >= tau_r), dedicated, dedication, composing
     features, name-part composition, rigidity (trace, log-det, pairwise cosines, diffusion spectral entropy),
@@ -41,8 +44,10 @@ def identity(
 
     from namesae.cli.features import load_feature_config
     from namesae.config import config_from_dict, load_toml
+    from namesae.devices import resolve_device
     from namesae.identity import IdentityConfig
 
+    device = resolve_device(device)
     fcfg = load_feature_config(config, kind)
     icfg = IdentityConfig()
     if config is not None:
@@ -64,7 +69,7 @@ def identity(
 
     prior = load_prior_names(prior_names) if prior_names is not None else []
     lads = load_ladders(ladders)
-    model = load_sae(sae)
+    model = load_sae(sae, device=device)
     with ExitStack() as stack:
         def opened(path: Path | None) -> EmbeddingStore | None:
             return stack.enter_context(EmbeddingStore.open(path)) if path is not None else None
