@@ -173,7 +173,8 @@ def test_steer_gives_the_same_files_on_cpu_with_or_without_the_flag(monkeypatch,
     write_store(tmp_path / "store.h5", x, ["a", "a", "b", "b"], "a photo", "image", space, normalized=True,
                 seeds=list(range(4)))
     same_outputs(monkeypatch, capsys, tmp_path,
-                 ["steer", "--sae", str(tmp_path / "sae"), "--pipeline", "kandinsky22", "--model", f"tiny:{tmp_path / 'k22'}",
+                 ["steer", "--sae", str(tmp_path / "sae"), "--pipeline", "kandinsky22",
+                  "--model", f"tiny:{tmp_path / 'k22'}",
                   "--store", str(tmp_path / "store.h5"), "--row", "1", "--edit",
                   '[{"op": "add", "feature": 3, "amount": 1.0}]'], ["steer.json", "embeddings.safetensors",
                                                                     "side_by_side.png"])

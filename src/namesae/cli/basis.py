@@ -190,7 +190,7 @@ def vocab(
                                  "built-in age/gender/ethnicity/hair/body/glasses/expression phrases)."),
     template: str = typer.Option("a photo of {name}", "--template", help="Template the terms are embedded in."),
     filler: str = typer.Option("a person", "--filler", help="Fills the template for phrases and the reference."),
-    device: str = device_option("the text encoder (--model; the toy encoder of --world runs on the CPU)"),
+    device: str = device_option("for the text encoder (--model; the toy encoder of --world runs on the CPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="Encoder precision: float32, float16, bfloat16."),
 ) -> None:
     """Embed a basis vocabulary once (first names, surnames, full names, attribute phrases, each in the
@@ -246,7 +246,7 @@ def paint(
                                       "the target's own first name and surname)."),
     choose: str = typer.Option("reencoded", "--choose", help="reencoded: the step of the greedy path whose "
                                "re-encoded prompt is closest to the target; full: every chosen term."),
-    device: str = device_option("the text encoder (--model; the toy encoder of --world runs on the CPU)"),
+    device: str = device_option("for the text encoder (--model; the toy encoder of --world runs on the CPU)"),
 ) -> None:
     """Paint a target as at most K terms (non-negative OMP over the vocabulary's offsets from the bare template),
     render it as a prompt ("a photo of Vicki Sullivan, elderly"), re-encode it and report both cosines."""
@@ -290,7 +290,7 @@ def pairs(
     top: int = typer.Option(10, "--top", help="Pairs to report."),
     reencode: int = typer.Option(50, "--reencode", help="Best predicted pairs to re-encode and re-rank."),
     exclude: list[str] = typer.Option(None, "--exclude", help="Repeatable: names or 'First Last' pairs to skip."),
-    device: str = device_option("the text encoder (--model; the toy encoder of --world runs on the CPU)"),
+    device: str = device_option("for the text encoder (--model; the toy encoder of --world runs on the CPU)"),
 ) -> None:
     """The best (first name, surname) pairs for a target: the whole grid scored in batches (additive model,
     cosine orthogonal to the bare template), the best re-encoded as "a photo of First Last" and re-ranked."""
@@ -327,8 +327,8 @@ def axes(
     steps: int = typer.Option(9, "--steps", help="Points of a walk."),
     span: float = typer.Option(2.0, "--span", help="A walk goes from -span to +span standard deviations."),
     top: int = typer.Option(3, "--top", help="Nearest first names / surnames per point."),
-    device: str = device_option("nothing here: the PCA runs in numpy on the CPU; checked and accepted so one "
-                                "--device fits every command"),
+    device: str = device_option("(checked and accepted so one --device fits every command; the PCA "
+                                "runs in numpy on the CPU)"),
 ) -> None:
     """PCA axes over full-name embeddings, every name's coordinates, and walks along axes reporting the first
     names and surnames nearest each step (which name parts move along an axis)."""
@@ -391,8 +391,8 @@ def score(
     k: int = typer.Option(4, "--k", help="At most this many terms per painting."),
     target: str = typer.Option("text", "--target", help="text: each full name's text row; image: the mean of "
                                "its image rows."),
-    device: str = device_option("nothing here: the toy encoder and the fits run on the CPU; checked and accepted "
-                                "so one --device fits every command"),
+    device: str = device_option("(checked and accepted so one --device fits every command; the toy "
+                                "encoder and the fits run on the CPU)"),
 ) -> None:
     """Paint every full name of a synthetic world from other names' parts and phrases (toy encoder): compositional
     names should be painted well (high re-encoded cosine), dedicated names poorly. Writes basis_score.json."""

@@ -27,7 +27,7 @@ def emergence(
     tau_p: float = typer.Option(None, "--tau-p", help="Precision threshold of identity features (default 0.8)."),
     tau_r: float = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    device: str = device_option("encoding with each point's SAE (points without an SAE are trained on their "
+    device: str = device_option("for encoding with each point's SAE (points without an SAE are trained on their "
                                 "[train] device)"),
 ) -> None:
     """Per name over an ordered series (CLIP checkpoints by samples seen, SAE dictionary sizes, SAE training steps):

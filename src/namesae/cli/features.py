@@ -34,7 +34,7 @@ def features(
     kind: str = typer.Option(None, "--kind", help="Use only rows of this kind: text or image (default: all)."),
     config: Path = typer.Option(None, "--config", help="TOML file; its [features] section sets FeatureConfig."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    device: str = device_option("the SAE's encoding (batched; codes come back to the CPU)"),
+    device: str = device_option("for the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Feature statistics: firing frequency, mean/max activation, mass, top rows and names, precision/recall of
     each feature for each name (sparse), and zero-shot labels with their margin over the runner-up."""

@@ -106,7 +106,7 @@ def groups(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fields documented in the README)."),
     centroids: bool = typer.Option(False, "--centroids", help="Include each group's centroid direction in JSON."),
     out: Path = typer.Option(None, "--out", help="Also write groups.json and groups.csv into this folder."),
-    device: str = device_option("the SAE's encoding and the batched k-means"),
+    device: str = device_option("for the SAE's encoding and the batched k-means"),
 ) -> None:
     """Feature groups: activation-weighted spherical k-means over an embedding's active SAE features (unit
     decoder directions, weights f_j * |d_j|) for k = 1..k-max, keeping the largest k whose every group holds at

@@ -35,7 +35,7 @@ def identity(
     kind: str = typer.Option(None, "--kind", help="Feature statistics over rows of this kind only (text/image)."),
     write_features: bool = typer.Option(False, "--write-features", help="Also write features.json/csv."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    device: str = device_option("the SAE's encoding (batched; codes come back to the CPU)"),
+    device: str = device_option("for the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Per name: identity features (precision >= tau_p, recall >= tau_r), dedicated, dedication, composing
     features, name-part composition, rigidity (trace, log-det, pairwise cosines, diffusion spectral entropy),

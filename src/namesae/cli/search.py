@@ -91,7 +91,7 @@ def drive(
     steps: int = typer.Option(3, "--steps", help="Token-search steps (each one substitution or insertion)."),
     beam: int = typer.Option(1, "--beam", help="Beam width (1 = greedy)."),
     ops: list[str] = typer.Option(None, "--ops", help="Repeatable: substitute, insert (default both)."),
-    device: str = device_option("the text encoder (--model) and the SAE's encoding"),
+    device: str = device_option("for the text encoder (--model) and the SAE's encoding"),
     batch: int = typer.Option(1024, "--batch", help="Prompts per encoder batch."),
 ) -> None:
     """What drives a feature: rank every corpus prompt (names x templates, phrases) by the feature's activation
@@ -152,7 +152,7 @@ def cancel(
     min_rest_cosine: float = typer.Option(0.9, "--min-rest-cosine", help="Keep only additions whose embedding, "
                                           "with the features' decoder directions projected out, stays this close."),
     top: int = typer.Option(10, "--top", help="Additions to report."),
-    device: str = device_option("the text encoder (--model) and the SAE's encoding"),
+    device: str = device_option("for the text encoder (--model) and the SAE's encoding"),
 ) -> None:
     """Anti-patterns: additions to a prompt that suppress an unwanted feature while keeping the rest of the
     embedding close; reports each addition's drop and its cosine to the original embedding."""
@@ -192,7 +192,7 @@ def contrast(
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the CI of d (0: none)."),
     ci: float = typer.Option(0.95, "--ci", help="Confidence level of the bootstrap interval."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-    device: str = device_option("the SAE's encoding (the planted dictionary of --world runs on the CPU)"),
+    device: str = device_option("for the SAE's encoding (the planted dictionary of --world runs on the CPU)"),
 ) -> None:
     """Features ranked by effect size between two row sets of a store (two names, two templates, two kinds):
     mean difference, Cohen's d and a bootstrap CI of d."""
@@ -251,7 +251,7 @@ def score(
     out: Path = typer.Option(Path("."), "--out", help="Folder for search_score.json."),
     sae: Path = typer.Option(None, "--sae", help="An SAE trained on the world (default: the planted directions)."),
     steps: int = typer.Option(2, "--steps", help="Token-search steps."),
-    device: str = device_option("the SAE's encoding (the toy encoder and the planted dictionary run on the CPU)"),
+    device: str = device_option("for the SAE's encoding (the toy encoder and the planted dictionary run on the CPU)"),
 ) -> None:
     """Score feature search, anti-patterns and contrast against a synthetic world's planted trigger words,
     canceller words and templates. Writes search_score.json."""

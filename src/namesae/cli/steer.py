@@ -47,7 +47,7 @@ def steer(
                                  "for --prompt)."),
     decoder_space: str = typer.Option(None, "--decoder-space", help="Override the embedding space the decoder is "
                                       "taken to expect (a fine-tune on another CLIP)."),
-    device: str = device_option("the SAE, the decoder pipeline and the image encoder (edits are made on the CPU)"),
+    device: str = device_option("for the SAE, the decoder pipeline and the image encoder (edits are made on the CPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
 ) -> None:
     """Steer one embedding through an SAE: f = encode(x), edit f (set / add / scale / zero features or groups,
