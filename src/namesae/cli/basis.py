@@ -36,7 +36,6 @@ def load_text_encoder(model: str | None, pretrained: str | None, world: Path | N
     from namesae.errors import NamesaeError
 
     device = resolve_device(device)
-
     if (model is None) == (world is None):
         raise NamesaeError("give exactly one of --model (an open_clip or tiny model) or --world (a synthetic "
                            "world's toy encoder)")
