@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from namesae.devices import resolve_device
 from namesae.errors import ConfigError, NamesaeError
 
 log = logging.getLogger(__name__)
@@ -100,21 +101,6 @@ def _seed_of(tag: str | None, model: str) -> int:
     if not match:
         raise ConfigError(f"pretrained {tag!r} for tiny model {model!r} must be 'seed<N>', e.g. 'seed0'")
     return int(match.group(1))
-
-
-def resolve_device(device: str) -> str:
-    """A torch device string; 'auto' picks cuda when available; refuses a device this machine lacks."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: CUDA is not available here; use --device cpu")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps': not available here; use --device cpu")
-    if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
-        raise ConfigError(f"device {device!r} is unknown; use cpu, cuda, cuda:N, mps or auto")
-    return device
 
 
 def _precision(dtype: str) -> str:

@@ -336,7 +336,7 @@ def load_decoder(kind: str, model: str | None = None, prior: str | None = None, 
     info = describe_decoder(kind, model, prior, space)
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline, StableUnCLIPImg2ImgPipeline
 
-    from namesae.encoders import resolve_device
+    from namesae.devices import resolve_device
 
     device = resolve_device(device)
     torch_dtype = _torch_dtype(dtype)

@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from namesae.cli.options import device_option
+
 basis = typer.Typer(
     help="Name basis: paint an identity as a short prompt of name parts and attribute phrases (sparse "
          "non-negative OMP, re-encoded honestly), best (first, surname) pairs, PCA name axes.",
@@ -28,9 +30,12 @@ WORLD_HELP = "A synthetic world folder (`namesae synth`): use its toy text encod
 # ---- shared helpers ------------------------------------------------------------------------------------------
 def load_text_encoder(model: str | None, pretrained: str | None, world: Path | None, device: str = "cpu",
                       dtype: str = "float32") -> Any:
-    """The text encoder of the command line: a world's toy encoder (--world) or an open_clip model (--model)."""
+    """The text encoder of the command line: a world's toy encoder (--world) or an open_clip model (--model);
+    `device` is checked first, also for the toy encoder (which runs on the CPU)."""
+    from namesae.devices import resolve_device
     from namesae.errors import NamesaeError
 
+    device = resolve_device(device)
     if (model is None) == (world is None):
         raise NamesaeError("give exactly one of --model (an open_clip or tiny model) or --world (a synthetic "
                            "world's toy encoder)")
@@ -184,7 +189,7 @@ def vocab(
                                  "built-in age/gender/ethnicity/hair/body/glasses/expression phrases)."),
     template: str = typer.Option("a photo of {name}", "--template", help="Template the terms are embedded in."),
     filler: str = typer.Option("a person", "--filler", help="Fills the template for phrases and the reference."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = device_option("for the text encoder (--model; the toy encoder of --world runs on the CPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="Encoder precision: float32, float16, bfloat16."),
 ) -> None:
     """Embed a basis vocabulary once (first names, surnames, full names, attribute phrases, each in the
@@ -240,7 +245,7 @@ def paint(
                                       "the target's own first name and surname)."),
     choose: str = typer.Option("reencoded", "--choose", help="reencoded: the step of the greedy path whose "
                                "re-encoded prompt is closest to the target; full: every chosen term."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = device_option("for the text encoder (--model; the toy encoder of --world runs on the CPU)"),
 ) -> None:
     """Paint a target as at most K terms (non-negative OMP over the vocabulary's offsets from the bare template),
     render it as a prompt ("a photo of Vicki Sullivan, elderly"), re-encode it and report both cosines."""
@@ -284,7 +289,7 @@ def pairs(
     top: int = typer.Option(10, "--top", help="Pairs to report."),
     reencode: int = typer.Option(50, "--reencode", help="Best predicted pairs to re-encode and re-rank."),
     exclude: list[str] = typer.Option(None, "--exclude", help="Repeatable: names or 'First Last' pairs to skip."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = device_option("for the text encoder (--model; the toy encoder of --world runs on the CPU)"),
 ) -> None:
     """The best (first name, surname) pairs for a target: the whole grid scored in batches (additive model,
     cosine orthogonal to the bare template), the best re-encoded as "a photo of First Last" and re-ranked."""
@@ -321,16 +326,20 @@ def axes(
     steps: int = typer.Option(9, "--steps", help="Points of a walk."),
     span: float = typer.Option(2.0, "--span", help="A walk goes from -span to +span standard deviations."),
     top: int = typer.Option(3, "--top", help="Nearest first names / surnames per point."),
+    device: str = device_option("(checked and accepted so one --device fits every command; the PCA "
+                                "runs in numpy on the CPU)"),
 ) -> None:
     """PCA axes over full-name embeddings, every name's coordinates, and walks along axes reporting the first
     names and surnames nearest each step (which name parts move along an axis)."""
     import numpy as np
 
     from namesae.basis import fit_name_axes, read_vocabulary, walk_axis
+    from namesae.devices import resolve_device
     from namesae.errors import NamesaeError, SpaceMismatchError
     from namesae.features import same_encoder
     from namesae.store import EmbeddingStore
 
+    resolve_device(device)
     if walk and vocab is None:
         raise NamesaeError("--walk needs --vocab (a vocabulary with first names and surnames)")
     with EmbeddingStore.open(store) as s:
@@ -381,11 +390,15 @@ def score(
     k: int = typer.Option(4, "--k", help="At most this many terms per painting."),
     target: str = typer.Option("text", "--target", help="text: each full name's text row; image: the mean of "
                                "its image rows."),
+    device: str = device_option("(checked and accepted so one --device fits every command; the toy "
+                                "encoder and the fits run on the CPU)"),
 ) -> None:
     """Paint every full name of a synthetic world from other names' parts and phrases (toy encoder): compositional
     names should be painted well (high re-encoded cosine), dedicated names poorly. Writes basis_score.json."""
     from namesae.basis import score_basis_on_world
+    from namesae.devices import resolve_device
 
+    resolve_device(device)
     result = score_basis_on_world(world, k=k, target=target)
     path = write_json(out / "basis_score.json", {"world": str(world), **result})
     c, d = result["compositional"], result["dedicated"]

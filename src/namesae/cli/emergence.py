@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import device_option
+
 
 def emergence(
     series: Path = typer.Option(..., "--series", help="Series spec: a TOML/JSON file listing the points (store, "
@@ -25,6 +27,8 @@ def emergence(
     tau_p: float = typer.Option(None, "--tau-p", help="Precision threshold of identity features (default 0.8)."),
     tau_r: float = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    device: str = device_option("for encoding with each point's SAE (points without an SAE are trained on their "
+                                "[train] device)"),
 ) -> None:
     """Per name over an ordered series (CLIP checkpoints by samples seen, SAE dictionary sizes, SAE training steps):
     dedication curve (within each point's SAE), emergence index (first point from which it stays dedicated), change
@@ -35,6 +39,7 @@ def emergence(
     import json
 
     from namesae.config import load_toml
+    from namesae.devices import resolve_device
     from namesae.emergence import (
         load_emergence_config,
         load_frequencies,
@@ -45,6 +50,7 @@ def emergence(
     )
     from namesae.errors import ConfigError
 
+    device = resolve_device(device)
     cfg = load_emergence_config(config)
     overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r)) if v is not None}
     if curve_name:
@@ -62,7 +68,7 @@ def emergence(
     spec = load_series(series, train=train)
     freqs = load_frequencies(frequencies) if frequencies is not None else None
     typer.echo(f"emergence: {len(spec.points)} points on axis '{spec.axis}' from {spec.source}")
-    result = run_emergence(spec, cfg, out, frequencies=freqs, progress=progress)
+    result = run_emergence(spec, cfg, out, frequencies=freqs, progress=progress, device=device)
     truth_path = truth if truth is not None else spec.truth
     score = score_emergence(result, truth_path) if truth_path is not None else None
     meta = {"series": str(series), "truth": str(truth_path) if truth_path is not None else None}

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import device_option
+
 
 def load_feature_config(config: Path | None, kind: str | None):
     """FeatureConfig from the [features] section of a TOML file (optional), with CLI overrides."""
@@ -32,16 +34,20 @@ def features(
     kind: str = typer.Option(None, "--kind", help="Use only rows of this kind: text or image (default: all)."),
     config: Path = typer.Option(None, "--config", help="TOML file; its [features] section sets FeatureConfig."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    device: str = device_option("for the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Feature statistics: firing frequency, mean/max activation, mass, top rows and names, precision/recall of
     each feature for each name (sparse), and zero-shot labels with their margin over the runner-up."""
+    from namesae.devices import resolve_device
+
+    device = resolve_device(device)
     cfg = load_feature_config(config, kind)
     from namesae.features import compute_feature_stats, labels_from_store
     from namesae.identity.pipeline import write_features
     from namesae.sae import load_sae
     from namesae.store import EmbeddingStore
 
-    model = load_sae(sae)
+    model = load_sae(sae, device=device)
     with EmbeddingStore.open(store) as s:
         stats = compute_feature_stats(model, s, cfg, progress=progress)
         if vocab is not None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from namesae.cli.options import device_option
+
 
 def load_group_config(config: Path | None, overrides: dict[str, Any]):
     """GroupConfig from the [groups] section of a TOML file (optional), with CLI overrides (None: keep)."""
@@ -104,7 +106,7 @@ def groups(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fields documented in the README)."),
     centroids: bool = typer.Option(False, "--centroids", help="Include each group's centroid direction in JSON."),
     out: Path = typer.Option(None, "--out", help="Also write groups.json and groups.csv into this folder."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for the grouping (cpu, cuda, ...)."),
+    device: str = device_option("for the SAE's encoding and the batched k-means"),
 ) -> None:
     """Feature groups: activation-weighted spherical k-means over an embedding's active SAE features (unit
     decoder directions, weights f_j * |d_j|) for k = 1..k-max, keeping the largest k whose every group holds at
@@ -112,8 +114,10 @@ def groups(
     reports its features, mass share, coherence (weighted mean cosine to its centroid) and top label."""
     import numpy as np
 
+    from namesae.devices import resolve_device
     from namesae.errors import NamesaeError
 
+    device = resolve_device(device)
     if (row is None) == (name is None):
         raise NamesaeError("give exactly one of --row I or --name N")
     cfg = load_group_config(config, {"select": select, "k_max": k_max, "m_min": m_min, "join_cos": join_cos,
@@ -124,7 +128,7 @@ def groups(
     from namesae.sae import check_space, encode, load_sae
     from namesae.store import EmbeddingStore
 
-    model = load_sae(sae)
+    model = load_sae(sae, device=device)
     directions = model.decoder_directions()
     payload: dict[str, Any] = {"sae": str(sae), "store": str(store), "row": row, "name": name}
     with EmbeddingStore.open(store) as s:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import device_option
+
 
 def identity(
     sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (written by `namesae train`)."),
@@ -38,6 +40,7 @@ def identity(
     rule: str = typer.Option(None, "--rule", help="Identity rule: 'strongest' (default: precision and recall "
                              "among each feature's strongest firings) or 'mass_share' (DESIGN's original)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    device: str = device_option("for the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Per name: identity features (precision >= tau_p and recall >= tau_r among each feature's strongest
     firings, see README "Identity rule"), dedicated, dedication, composing
@@ -47,8 +50,10 @@ def identity(
 
     from namesae.cli.features import load_feature_config
     from namesae.config import config_from_dict, load_toml
+    from namesae.devices import resolve_device
     from namesae.identity import IdentityConfig
 
+    device = resolve_device(device)
     fcfg = load_feature_config(config, kind)
     icfg = IdentityConfig()
     if config is not None:
@@ -70,7 +75,7 @@ def identity(
 
     prior = load_prior_names(prior_names) if prior_names is not None else []
     lads = load_ladders(ladders)
-    model = load_sae(sae)
+    model = load_sae(sae, device=device)
     with ExitStack() as stack:
         def opened(path: Path | None) -> EmbeddingStore | None:
             return stack.enter_context(EmbeddingStore.open(path)) if path is not None else None

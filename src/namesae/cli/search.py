@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from namesae.cli.basis import MODEL_HELP, WORLD_HELP, load_text_encoder, read_lines, write_csv, write_json
+from namesae.cli.options import device_option
 
 search = typer.Typer(
     help="Feature search: rank a corpus of prompts by an SAE feature (or group) and improve the best by token "
@@ -20,8 +21,9 @@ FEATURES_HELP = ("Feature id(s): '12', or a group '3,4,9' (activations summed). 
                  "labels such as 'scene:beach'.")
 
 
-def _target(sae: Path | None, features: str, world: Path | None, encoder: Any) -> Any:
-    """The FeatureTarget of the command line (checks the SAE's space against the encoder)."""
+def _target(sae: Path | None, features: str, world: Path | None, encoder: Any, device: str = "cpu") -> Any:
+    """The FeatureTarget of the command line (checks the SAE's space against the encoder); the SAE encodes on
+    `device`."""
     from namesae.errors import NamesaeError, SpaceMismatchError
     from namesae.features import same_encoder
     from namesae.search import FeatureTarget, parse_features, planted_dictionary, sae_target
@@ -48,7 +50,7 @@ def _target(sae: Path | None, features: str, world: Path | None, encoder: Any) -
                              ",".join(oracle.labels[i] if 0 <= i < len(oracle.labels) else str(i) for i in ids))
     from namesae.sae import load_sae
 
-    model = load_sae(sae)
+    model = load_sae(sae, device=device)
     if not same_encoder(model.space, encoder.space("text")):
         raise SpaceMismatchError(f"SAE {sae} was trained in space {model.space!r} but the encoder writes "
                                  f"{encoder.space('text')!r}; use the SAE's encoder")
@@ -89,7 +91,7 @@ def drive(
     steps: int = typer.Option(3, "--steps", help="Token-search steps (each one substitution or insertion)."),
     beam: int = typer.Option(1, "--beam", help="Beam width (1 = greedy)."),
     ops: list[str] = typer.Option(None, "--ops", help="Repeatable: substitute, insert (default both)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = device_option("for the text encoder (--model) and the SAE's encoding"),
     batch: int = typer.Option(1024, "--batch", help="Prompts per encoder batch."),
 ) -> None:
     """What drives a feature: rank every corpus prompt (names x templates, phrases) by the feature's activation
@@ -99,7 +101,7 @@ def drive(
     from namesae.search import corpus_prompts, improve_prompt, rank_prompts
 
     encoder = load_text_encoder(model, pretrained, world, device)
-    target = _target(sae, features, world, encoder)
+    target = _target(sae, features, world, encoder, device)
     world_templates: list[str] = []
     name_list = load_names(names) if names is not None else []
     if world is not None:
@@ -150,14 +152,14 @@ def cancel(
     min_rest_cosine: float = typer.Option(0.9, "--min-rest-cosine", help="Keep only additions whose embedding, "
                                           "with the features' decoder directions projected out, stays this close."),
     top: int = typer.Option(10, "--top", help="Additions to report."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = device_option("for the text encoder (--model) and the SAE's encoding"),
 ) -> None:
     """Anti-patterns: additions to a prompt that suppress an unwanted feature while keeping the rest of the
     embedding close; reports each addition's drop and its cosine to the original embedding."""
     from namesae.search import find_cancellers
 
     encoder = load_text_encoder(model, pretrained, world, device)
-    target = _target(sae, features, world, encoder)
+    target = _target(sae, features, world, encoder, device)
     result = find_cancellers(prompt, _tokens(tokens, encoder), encoder, target, steps=steps, positions=positions,
                              min_rest_cosine=min_rest_cosine, top=top)
     fields = ["addition", "prompt", "activation", "drop", "drop_fraction", "cosine", "rest_cosine"]
@@ -190,14 +192,17 @@ def contrast(
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the CI of d (0: none)."),
     ci: float = typer.Option(0.95, "--ci", help="Confidence level of the bootstrap interval."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    device: str = device_option("for the SAE's encoding (the planted dictionary of --world runs on the CPU)"),
 ) -> None:
     """Features ranked by effect size between two row sets of a store (two names, two templates, two kinds):
     mean difference, Cohen's d and a bootstrap CI of d."""
+    from namesae.devices import resolve_device
     from namesae.errors import NamesaeError, SpaceMismatchError
     from namesae.features import same_encoder
     from namesae.search import contrast_store, planted_dictionary, select_rows
     from namesae.store import EmbeddingStore
 
+    device = resolve_device(device)
     if not 0 < ci < 1:
         raise NamesaeError(f"--ci must be in (0, 1), got {ci}")
     if not (a_name or a_kind or a_prompt) or not (b_name or b_kind or b_prompt):
@@ -205,7 +210,7 @@ def contrast(
     if sae is not None:
         from namesae.sae import encode, load_sae
 
-        model = load_sae(sae)
+        model = load_sae(sae, device=device)
         codes, d_sae, space = (lambda x: encode(model, x)), int(model.d_sae), model.space
         labels = None
     elif world is not None:
@@ -246,16 +251,19 @@ def score(
     out: Path = typer.Option(Path("."), "--out", help="Folder for search_score.json."),
     sae: Path = typer.Option(None, "--sae", help="An SAE trained on the world (default: the planted directions)."),
     steps: int = typer.Option(2, "--steps", help="Token-search steps."),
+    device: str = device_option("for the SAE's encoding (the toy encoder and the planted dictionary run on the CPU)"),
 ) -> None:
     """Score feature search, anti-patterns and contrast against a synthetic world's planted trigger words,
     canceller words and templates. Writes search_score.json."""
+    from namesae.devices import resolve_device
     from namesae.search import score_search_on_world
 
+    device = resolve_device(device)
     codes = directions = None
     if sae is not None:
         from namesae.sae import encode, load_sae
 
-        model = load_sae(sae)
+        model = load_sae(sae, device=device)
         codes, directions = (lambda x: encode(model, x)), model.decoder_directions()
     result = score_search_on_world(world, codes=codes, directions=directions, steps=steps)
     path = write_json(out / "search_score.json", {"world": str(world), "sae": str(sae) if sae else None, **result})

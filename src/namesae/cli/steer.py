@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import device_option
+
 
 def steer(
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder written by `namesae train`."),
@@ -45,14 +47,16 @@ def steer(
                                  "for --prompt)."),
     decoder_space: str = typer.Option(None, "--decoder-space", help="Override the embedding space the decoder is "
                                       "taken to expect (a fine-tune on another CLIP)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = device_option("for the SAE, the decoder pipeline and the image encoder (edits are made on the CPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
 ) -> None:
     """Steer one embedding through an SAE: f = encode(x), edit f (set / add / scale / zero features or groups,
     transfer a group from another image or name), x' = x + decode(f') - decode(f) so the reconstruction error is
     kept, then decode x and x' with the same seeds into a side-by-side image whose metadata holds the edits."""
+    from namesae.devices import resolve_device
     from namesae.errors import NamesaeError
 
+    device = resolve_device(device)
     chosen = [k for k, v in (("--row", row), ("--name", name), ("--image", image), ("--prompt", prompt))
               if v is not None]
     if len(chosen) != 1:
@@ -84,7 +88,7 @@ def steer(
     needs_prior = prompt is not None or any(
         isinstance(ref, CodeRef) and ref.kind == "prompt"
         for e in edits if isinstance(e, Transfer) for ref in (e.target, e.source))
-    sae = load_sae(sae_dir)
+    sae = load_sae(sae_dir, device=device)
     settings = DecodeSettings(height=height, width=width, steps=steps, guidance_scale=guidance_scale,
                               noise_level=noise_level, embed_norm=embed_norm,
                               negative=negative if pipeline == "kandinsky22" else None)

@@ -121,8 +121,10 @@ def check_series(series: Series, config: EmergenceConfig) -> list[int]:
 
 
 def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir: str | Path = ".",
-                  frequencies: Mapping[str, float] | None = None, progress: bool = False) -> EmergenceResult:
-    """Measure dedication and phases of every name at every point of the series; SAEs trained under out_dir/saes."""
+                  frequencies: Mapping[str, float] | None = None, progress: bool = False,
+                  device: str = "cpu") -> EmergenceResult:
+    """Measure dedication and phases of every name at every point of the series; SAEs trained under out_dir/saes
+    (on their [train] device), then loaded on `device` for encoding."""
     from tqdm.auto import tqdm
 
     from namesae.features import check_space
@@ -140,7 +142,7 @@ def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir
     for i, point in enumerate(tqdm(series.points, desc="emergence", unit="point", disable=not progress)):
         where = f"series point '{point.label}' (#{i})"
         sae_dir = ensure_sae(point, series, out, progress)
-        sae = load_sae(sae_dir)
+        sae = load_sae(sae_dir, device=device)
         with ExitStack() as stack:
             store, text, vocab = (_open(stack, p, where) for p in (point.store, point.text_store, point.vocab))
             try:

@@ -4,7 +4,7 @@ Python API::
 
     from namesae.sae import TrainConfig, train_sae, load_sae, encode, decode, check_space, encode_store
     sae = train_sae("runs/world/image.h5", TrainConfig(architecture="topk", k=16, steps=2000), "runs/sae")
-    sae = load_sae("runs/sae")                 # TrainedSAE: .d_in, .d_sae, .space, .architecture, .normalization
+    sae = load_sae("runs/sae", device="auto")  # TrainedSAE: .d_in, .d_sae, .space, .architecture, .normalization
     f = encode(sae, x)                         # x [n, d_in] store units -> torch float32 [n, d_sae] >= 0
     x_hat = decode(sae, f)                     # [n, d_in] store units
     sae.decoder_directions()                   # [d_sae, d_in], unit rows
@@ -14,6 +14,7 @@ Modules: `config` (TrainConfig), `data` (filters, split, stream), `fast` (fused 
 (the run: checkpoints, resume, metrics), `state` (resumable state), `metrics`, `model` (TrainedSAE, load/save).
 """
 
+from namesae.devices import resolve_device
 from namesae.sae.config import ARCHITECTURES, ENGINES, TrainConfig
 from namesae.sae.data import RowSplit, StoreStream, select_rows, split_rows
 from namesae.sae.model import (
@@ -31,5 +32,5 @@ from namesae.sae.train import RunPlan, build_training_sae, plan_run, train_sae
 __all__ = [
     "ARCHITECTURES", "ENGINES", "CodeBlock", "RowSplit", "RunPlan", "StoreStream", "TrainConfig", "TrainedSAE",
     "build_sae_from_weights", "build_training_sae", "check_space", "decode", "encode", "encode_store",
-    "load_sae", "plan_run", "select_rows", "split_rows", "train_sae",
+    "load_sae", "plan_run", "resolve_device", "select_rows", "split_rows", "train_sae",
 ]

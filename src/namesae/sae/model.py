@@ -371,9 +371,14 @@ def _verify_checksums(path: Path, info: dict[str, Any], fix: str) -> None:
 def load_sae(path: str | Path, device: str = "cpu", verify: bool = True) -> TrainedSAE:
     """Open an SAE folder written by namesae (or any SAELens folder: cfg.json + sae_weights.safetensors).
 
-    With `verify` (the default) the sha256 of every file recorded in namesae.json is checked first.
-    Every damaged or mis-shaped file is refused with a NamesaeError naming it, the field and the fix.
+    `device` is any `namesae.devices.resolve_device` spec ("cpu", "cuda", "cuda:N", "mps", "auto"); `encode` and
+    `decode` move their inputs there and return CPU tensors. With `verify` (the default) the sha256 of every file
+    recorded in namesae.json is checked first. Every damaged or mis-shaped file is refused with a NamesaeError
+    naming it, the field and the fix.
     """
+    from namesae.devices import resolve_device
+
+    device = resolve_device(device)
     path = Path(path)
     if not path.is_dir():
         raise NamesaeError(f"{path}: SAE folder not found")
