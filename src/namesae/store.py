@@ -650,15 +650,23 @@ class EmbeddingStore:
             raise StoreError(f"{part.file}: damaged segment: id/rows differ from {MANIFEST}; restore the store "
                              f"from a copy")
 
-    def close(self) -> None:
-        """Close the store; a writer first folds its segments into the base when they hold as many rows."""
+    def close(self, fold: bool = True, raise_errors: bool = True) -> None:
+        """Close the store; a writer first folds its segments into the base when they hold as many rows as it.
+
+        A fold reads every row, so it finds damage: it is then raised (the committed segments stay as they are),
+        or only logged when `raise_errors` is False (closing on another exception)."""
         try:
-            if self._lock is not None and self._lock.fd >= 0:
+            if fold and self._lock is not None and self._lock.fd >= 0:
                 seg_rows = self._n - self._parts[0].rows
                 if len(self._parts) > 1 and seg_rows >= self._parts[0].rows:
                     try:
                         self.compact()
                     except (StoreError, OSError) as err:
+                        if raise_errors:
+                            if isinstance(err, StoreError):
+                                raise
+                            raise StoreError(f"{self.path}: could not fold the segments into the base "
+                                             f"({err.strerror or err}); the committed rows are kept") from None
                         log.warning("%s: could not fold the segments into the base (%s); they stay committed",
                                     self.path, err)
         finally:
@@ -671,8 +679,8 @@ class EmbeddingStore:
     def __enter__(self) -> EmbeddingStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(raise_errors=exc_type is None)
 
     def __len__(self) -> int:
         return self._n
@@ -937,6 +945,10 @@ class EmbeddingStore:
         try:
             _write_file(tmp, n, self.dim, self._dtype, self._chunk_rows, self._optional, core, blocks, file_id)
             os.replace(tmp, directory / name)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{directory / name}: cannot write the segment ({err.strerror or err}); the committed "
+                             f"rows are kept, free disk space and resume") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -1027,7 +1039,7 @@ class EmbeddingStore:
             leftover = TEMP_RE.fullmatch(name) or (SEGMENT_RE.fullmatch(name) and name not in listed) or \
                 (name == MANIFEST and stale_manifest)
             if leftover:
-                log.info("%s: removing %s left by an interrupted writer", self.path, name)
+                log.debug("%s: removing %s left by an interrupted writer", self.path, name)
                 with contextlib.suppress(FileNotFoundError):
                     (directory / name).unlink()
 
