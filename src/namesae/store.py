@@ -133,7 +133,7 @@ def _digest_update(h: Any, raw: Sequence[bytes]) -> None:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = repr(_plain(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -1063,6 +1063,7 @@ class EmbeddingStore:
 def _snapshot(path: Path) -> tuple[list[_Part], dict[str, Any] | None]:
     """Open the base and every segment its manifest lists, as one consistent committed snapshot."""
     directory = segments_dir(path)
+    missing, last, unchanged = None, None, 0
     for _attempt in range(OPEN_RETRIES):
         parts: list[_Part] = []
         try:
@@ -1074,28 +1075,33 @@ def _snapshot(path: Path) -> tuple[list[_Part], dict[str, Any] | None]:
                 manifest = None  # names another base: left stale by a fold or by a whole-store rewrite
             start = base.rows
             for entry in (manifest or {}).get("segments", []):
-                part = _open_part(directory / entry["file"], start)
+                missing = directory / entry["file"]
+                part = _open_part(missing, start)
                 part.entry = entry
                 parts.append(part)
                 start += part.rows
             after = os.stat(path)
             if (before.st_ino, before.st_dev) == (after.st_ino, after.st_dev):
                 return parts, manifest
-        except FileNotFoundError as err:
+        except FileNotFoundError:
             if not path.exists():
                 for p in parts:
                     p.close()
                 raise StoreError(f"{path}: store not found") from None
-            missing = err.filename
         except BaseException:
             for p in parts:
                 p.close()
             raise
         for p in parts:  # a writer replaced a file while we opened them: take a fresh snapshot
             p.close()
+        state = (before.st_ino, (manifest or {}).get("generation"), str(missing))
+        unchanged = unchanged + 1 if state == last else 0
+        if unchanged >= 3:  # nothing moved: the file is really gone
+            break
+        last = state
         time.sleep(0.05)
-    raise StoreError(f"{path}: a file listed in {directory / MANIFEST} is missing ({locals().get('missing')}); "
-                     f"restore the store from a copy, or delete {directory.name} to keep only the base's rows")
+    raise StoreError(f"{missing}: segment listed in {directory / MANIFEST} is missing; restore the store from a "
+                     f"copy, or delete {directory.name} to keep only the rows of {path.name}")
 
 
 def _replace_base(path: Path, n: int, dim: int, dtype: str, chunk_rows: int, optional: Sequence[str],
