@@ -72,7 +72,7 @@ CORE_ATTRS = ("format_version", "space", "dim", "normalized")
 LIBVER = ("v110", "latest")  # the 1.10 file format: checksummed metadata, readable by HDF5 >= 1.10
 NORM_TOL = 1e-2
 """|norm - 1| allowed for a row of a normalized store: float16 rounding moves a unit norm by ~1e-3."""
-TIER = 8
+TIER = 16
 """Segments whose row counts share a power of TIER are merged once TIER of them sit at the end."""
 MAX_SEGMENTS = 64
 MANIFEST = "manifest.json"
@@ -825,20 +825,42 @@ class EmbeddingStore:
         }
 
     # ---- embeddings ----------------------------------------------------------------------------------------
-    def _checked(self, block: np.ndarray, start: int, file: Path) -> np.ndarray:
+    def _checked(self, block: np.ndarray, rows: np.ndarray | int, file: Path) -> np.ndarray:
+        """Refuse NaN/Inf rows, and rows off the unit sphere in a normalized store; `rows` numbers the block's rows
+        (an array, or the first row of a contiguous block)."""
         block = np.asarray(block, dtype=np.float32)
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            bad = start + int(np.flatnonzero(~finite)[0])
-            raise StoreError(f"{file}: dataset 'embeddings' row {bad} holds NaN/Inf; drop or re-embed it")
-        if self.normalized and len(block):
-            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-            off = np.abs(norms - 1.0) > NORM_TOL
+        if not len(block):
+            return block
+        squares = np.einsum("ij,ij->i", block, block)  # one pass: NaN/Inf anywhere in a row makes its sum non-finite
+        if not np.isfinite(squares).all():
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                i = int(np.flatnonzero(~finite)[0])
+                row = rows + i if isinstance(rows, int) else int(rows[i])
+                raise StoreError(f"{file}: dataset 'embeddings' row {row} holds NaN/Inf; drop or re-embed it")
+        if self.normalized:
+            off = ~(np.abs(squares - 1.0) <= 2 * NORM_TOL)  # |x|^2 - 1 ~ 2(|x| - 1); NaN counts as off
             if off.any():
                 i = int(np.flatnonzero(off)[0])
-                raise StoreError(f"{file}: dataset 'embeddings' row {start + i} has norm {norms[i]:.4g} but the store "
-                                 f"is marked normalized; the file is damaged or was written unnormalized: rebuild it")
+                row = rows + i if isinstance(rows, int) else int(rows[i])
+                raise StoreError(f"{file}: dataset 'embeddings' row {row} has norm {np.sqrt(squares[i]):.4g} but the "
+                                 f"store is marked normalized; the file is damaged or was written unnormalized: "
+                                 f"rebuild it")
         return block
+
+    def _raw(self, start: int, stop: int) -> list[tuple[_Part, int, np.ndarray]]:
+        """On-disk embeddings of rows [start, stop) as (file, first row, block) pieces, one per file touched."""
+        pieces = []
+        for part in self._parts:
+            a, b = max(start, part.start), min(stop, part.start + part.rows)
+            if a >= b:
+                continue
+            try:
+                pieces.append((part, a, part.h5["embeddings"][a - part.start:b - part.start]))
+            except READ_ERRORS as err:
+                raise StoreError(f"{part.file}: damaged dataset 'embeddings' ({' '.join(str(err).split())[:120]}); "
+                                 f"restore the store from a copy or rebuild it") from None
+        return pieces
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Embeddings of rows [start, stop) as float32 [rows, d]."""
@@ -846,17 +868,7 @@ class EmbeddingStore:
         start = max(0, int(start))
         if start >= stop:
             return np.zeros((0, self.dim), dtype=np.float32)
-        blocks = []
-        for part in self._parts:
-            a, b = max(start, part.start), min(stop, part.start + part.rows)
-            if a >= b:
-                continue
-            try:
-                raw = part.h5["embeddings"][a - part.start:b - part.start]
-            except READ_ERRORS as err:
-                raise StoreError(f"{part.file}: damaged dataset 'embeddings' ({' '.join(str(err).split())[:120]}); "
-                                 f"restore the store from a copy or rebuild it") from None
-            blocks.append(self._checked(raw, a, part.file))
+        blocks = [self._checked(raw, a, part.file) for part, a, raw in self._raw(start, stop)]
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
     def read_rows(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -868,13 +880,16 @@ class EmbeddingStore:
             raise StoreError(f"{self.path}: row index out of range [0, {self._n})")
         uniq, inverse = np.unique(idx, return_inverse=True)
         out = np.empty((len(uniq), self.dim), dtype=np.float32)
-        # Split where the gap exceeds a chunk: reading a gap is cheaper than another h5py call, up to a point.
-        breaks = np.flatnonzero(np.diff(uniq) > self.chunk_rows) + 1
+        # Split where the gap exceeds a chunk (reading a gap is cheaper than another h5py call, up to a point), and
+        # into blocks of at most BLOCK_ROWS rows; only the rows asked for are converted and checked.
+        breaks = np.flatnonzero((np.diff(uniq) > self.chunk_rows)
+                                | (np.diff(uniq // max(BLOCK_ROWS, self.chunk_rows)) != 0)) + 1
         pos = 0
         for run in np.split(uniq, breaks):
-            block = self.read(int(run[0]), int(run[-1]) + 1)
-            out[pos:pos + len(run)] = block[run - run[0]]
-            pos += len(run)
+            for part, a, raw in self._raw(int(run[0]), int(run[-1]) + 1):
+                mine = run[(run >= a) & (run < a + len(raw))]
+                out[pos:pos + len(mine)] = self._checked(raw[mine - a], mine, part.file)
+                pos += len(mine)
         return out[inverse]
 
     def iter_chunks(
@@ -890,13 +905,19 @@ class EmbeddingStore:
             pos = end
 
     def _blocks(self, parts: Sequence[_Part]) -> Iterator[Block]:
-        """(embeddings, columns) blocks of the given parts, every check applied, for rewriting them."""
+        """(embeddings, columns) blocks of the given parts, for rewriting them: embeddings copied in their on-disk
+        dtype (fletcher32 verified by HDF5; values were checked when appended), strings checked by digest."""
         for part in parts:
             columns = {f: self._part_column(part, f) for f in (*STRING_FIELDS, *self._optional)}
             for a in range(0, part.rows, BLOCK_ROWS):
                 b = min(part.rows, a + BLOCK_ROWS)
-                x = self.read(part.start + a, part.start + b)
-                yield x.astype(self._dtype), {f: v[a:b] for f, v in columns.items()}
+                try:
+                    x = part.h5["embeddings"][a:b]
+                except READ_ERRORS as err:
+                    raise StoreError(f"{part.file}: damaged dataset 'embeddings' "
+                                     f"({' '.join(str(err).split())[:120]}); restore the store from a copy or "
+                                     f"rebuild it") from None
+                yield x, {f: v[a:b] for f, v in columns.items()}
 
     # ---- writing -------------------------------------------------------------------------------------------
     def append(
@@ -981,7 +1002,8 @@ class EmbeddingStore:
             (directory / p.entry["file"]).unlink(missing_ok=True)
 
     def _merge_tiers(self) -> None:
-        """Merge the trailing segments of one size class (or all, past MAX_SEGMENTS) into one segment."""
+        """Merge the trailing segments of one size class (or all, past MAX_SEGMENTS) into one segment, or fold
+        them all into the base when they hold as many rows as it (so each row is rewritten O(log N) times)."""
         while True:
             segs = self._segments()
             if len(segs) > MAX_SEGMENTS:
@@ -989,6 +1011,9 @@ class EmbeddingStore:
             elif len(segs) >= TIER and len({_tier(p.rows) for p in segs[-TIER:]}) == 1:
                 run = segs[-TIER:]
             else:
+                return
+            if sum(p.rows for p in segs) >= self._parts[0].rows:
+                self.compact()  # copies no more than the merge would, and leaves one file
                 return
             rows = sum(p.rows for p in run)
             merged = self._write_segment(self._blocks(run), rows)
