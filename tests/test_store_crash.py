@@ -153,9 +153,10 @@ def test_leftovers_of_a_killed_writer_are_ignored_then_removed_and_tiny_appends_
     with EmbeddingStore.open(path) as s:
         assert s.names.tolist() == [f"n{i}" for i in range(120)]
         np.testing.assert_array_equal(s.read(), x)
-    with EmbeddingStore.open(path, "a") as s:  # a writer removes what is not committed, then folds
+    with EmbeddingStore.open(path, "a") as s:  # a writer removes what is not committed
         assert not (folder / "seg-000998-89abcdef.h5").exists()
         assert not (folder / ".seg-000999-0123abcd.h5.tmp-1").exists()
+        s.compact()  # and compaction leaves the single file of the DESIGN.md layout
     assert not folder.exists()
     with EmbeddingStore.open(path) as s:
         assert len(s.files) == 1 and s.names.tolist() == [f"n{i}" for i in range(120)]
@@ -264,7 +265,7 @@ def test_readers_never_see_damage_while_a_writer_appends(tmp_path):
     assert proc.returncode == 0, proc.stderr.read()
     assert seen == sorted(seen) and len(set(seen)) > 1
     with EmbeddingStore.open(path) as s:
-        assert len(s) == 400 and len(s.files) == 1
+        assert len(s) == 400 and len(s.files) <= 1 + 3 * TIER  # folds replaced the base under the readers
 
 
 # ---- the old layout ---------------------------------------------------------------------------------------------
