@@ -276,8 +276,8 @@ def preload() -> None:
     import open_clip  # noqa: F401
     import torch  # noqa: F401
 
-    import namesae.cli  # noqa: F401
-    import namesae.embed  # noqa: F401
+    import namesae.cli
+    import namesae.embed
     import namesae.encoders  # noqa: F401
 
 

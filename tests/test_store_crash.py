@@ -18,7 +18,7 @@ from namesae.errors import StoreError
 from namesae.store import TIER, EmbeddingStore, StoreBusyError, merge_stores, segments_dir, write_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import reliability  # noqa: E402
+import reliability
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
