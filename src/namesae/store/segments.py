@@ -184,6 +184,7 @@ def _snapshot(path: Path) -> tuple[list[_Part], dict[str, Any] | None]:
     missing, last, unchanged = None, None, 0
     for _attempt in range(OPEN_RETRIES):
         parts: list[_Part] = []
+        before, manifest = None, None
         try:
             before = os.stat(path)
             parts.append(_open_part(path, 0))
@@ -212,7 +213,7 @@ def _snapshot(path: Path) -> tuple[list[_Part], dict[str, Any] | None]:
             raise
         for p in parts:  # a writer replaced a file while we opened them: take a fresh snapshot
             p.close()
-        state = (before.st_ino, (manifest or {}).get("generation"), str(missing))
+        state = (getattr(before, "st_ino", None), (manifest or {}).get("generation"), str(missing))
         unchanged = unchanged + 1 if state == last else 0
         if unchanged >= 3:  # nothing moved: the file is really gone
             break
