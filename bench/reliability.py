@@ -221,7 +221,7 @@ def _kill_loop(name: str, root: Path, kills: int, seed: int, make_job: Callable[
             else [], "seconds": round(time.perf_counter() - t0, 1), "failures": failures[:20]}
 
 
-def campaign_store_kills_api(root: Path, kills: int = 500, seed: int = 0, rows: int = 4000,
+def campaign_store_kills_api(root: Path, kills: int = 500, seed: int = 0, rows: int = 1200,
                              dim: int = 32) -> dict[str, Any]:
     """SIGKILLs at random moments inside a raw append loop; zero rows lost or duplicated, results bit-identical."""
     root.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def names_file(root: Path, n: int) -> Path:
     return path
 
 
-def campaign_store_kills_embed(root: Path, kills: int = 100, seed: int = 0, names: int = 150,
+def campaign_store_kills_embed(root: Path, kills: int = 100, seed: int = 0, names: int = 60,
                                chunk_rows: int = 8) -> dict[str, Any]:
     """SIGKILLs at random moments inside `namesae embed`; every resumed store equals the uninterrupted one."""
     root.mkdir(parents=True, exist_ok=True)
