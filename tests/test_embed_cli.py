@@ -223,12 +223,12 @@ def test_bad_input_exits_2_with_one_clear_line(monkeypatch, capsys, names_file, 
 
 def test_a_store_of_another_space_or_dim_is_refused(monkeypatch, capsys, names_file, tmp_path):
     other = tmp_path / "other.h5"
-    write_store(other, np.ones((1, 64)), ["Ann"], ["Ann"], "text", space="open_clip:tiny:seed9:text",
+    write_store(other, np.ones((1, 64)) / 8.0, ["Ann"], ["Ann"], "text", space="open_clip:tiny:seed9:text",
                 normalized=True, seeds=[-1], images=[""])
     line = run_main(monkeypatch, capsys, embed_args(names_file, other))
     assert "store holds space 'open_clip:tiny:seed9:text' but this job writes 'open_clip:tiny:seed0:text'" in line
     narrow = tmp_path / "narrow.h5"
-    write_store(narrow, np.ones((1, 8)), ["Ann"], ["Ann"], "text", space="open_clip:tiny:seed0:text",
+    write_store(narrow, np.ones((1, 8)) / np.sqrt(8), ["Ann"], ["Ann"], "text", space="open_clip:tiny:seed0:text",
                 normalized=True, seeds=[-1], images=[""])
     line = run_main(monkeypatch, capsys, embed_args(names_file, narrow))
     assert "store has dim 8 but the encoder gives 64" in line
