@@ -18,12 +18,12 @@ from namesae.identity.analysis import (
 from namesae.identity.attributes import Ladder, LadderEmbeddings, attribute_batch, embed_ladders, load_ladders
 from namesae.identity.composition import nnls_cosine, part_compositions, split_name
 from namesae.identity.pipeline import (
+    add_seed_stability,
     load_prior_names,
     run_identity,
-    add_seed_stability,
     score_absorption,
-    score_seed_stability,
     score_identity,
+    score_seed_stability,
     write_features,
     write_identity,
 )
@@ -38,8 +38,8 @@ from namesae.identity.rigidity import (
 
 __all__ = [
     "FIELDS", "MEASURES", "IdentityConfig", "IdentityRecord", "IdentityResult", "Ladder", "LadderEmbeddings",
-    "RigidityBatch", "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy",
-    "embed_ladders", "gram", "identity_records", "image_measures", "part_absorption", "load_ladders", "load_prior_names",
-    "nnls_cosine", "part_compositions", "rigidity_batch", "run_identity", "score_absorption", "score_identity", "score_seed_stability", "add_seed_stability", "split_name",
-    "write_features", "write_identity",
+    "RigidityBatch", "add_seed_stability", "add_z_scores", "attribute_batch", "covariance_measures",
+    "diffusion_spectral_entropy", "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders",
+    "load_prior_names", "nnls_cosine", "part_absorption", "part_compositions", "rigidity_batch", "run_identity",
+    "score_absorption", "score_identity", "score_seed_stability", "split_name", "write_features", "write_identity",
 ]

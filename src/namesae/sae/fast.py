@@ -80,6 +80,19 @@ def apply_grads(sae: Any, grads: dict[str, torch.Tensor]) -> None:
             param.grad.copy_(g)
 
 
+def optimizer_step(trainer: Any, sae: Any, grads: dict[str, torch.Tensor], dist: Any = None) -> None:
+    """Average gradients over ranks (when data-parallel), set them, clip to norm 1 and step the optimizer and the
+    schedules, as SAELens's trainer does after its backward pass."""
+    if dist is not None:
+        grads = dist.reduce_grads(grads)
+    apply_grads(sae, grads)
+    torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
+    trainer.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
+    trainer.lr_scheduler.step()
+    for scheduler in trainer.coefficient_schedulers.values():
+        scheduler.step()
+
+
 def _sparse_decode(cols: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor, W_dec: torch.Tensor,
                    b_dec: torch.Tensor | None) -> torch.Tensor:
     out = F.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=weights)
@@ -224,14 +237,7 @@ class FusedTopKStep:
                                    out=W_dec.grad if W_dec.grad is not None else None),
             "b_dec": grad_b_dec - W_enc @ grad_b_enc,
         }
-        if self.dist is not None:
-            grads = self.dist.reduce_grads(grads)
-        apply_grads(sae, grads)
-        torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
-        tr.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
-        tr.lr_scheduler.step()
-        for scheduler in tr.coefficient_schedulers.values():
-            scheduler.step()
+        optimizer_step(tr, sae, grads, self.dist)
         if not want_stats:
             return None
         total = (x - x.mean(0)).pow(2).sum()

@@ -32,8 +32,8 @@ from namesae.sae.fast import (
     _pair_dots,
     _scatter_rows,
     _sparse_decode,
-    apply_grads,
     encoder_product,
+    optimizer_step,
 )
 
 # Share of (row, feature) pairs in the union of the active set and the straight-through window above which the
@@ -210,14 +210,7 @@ class FusedJumpReLUStep:
             "b_dec": G.sum(0) - W_enc @ grad_b_enc,
             "threshold": grad_t.to(sae.threshold.dtype),
         }
-        if self.dist is not None:
-            grads = self.dist.reduce_grads(grads)
-        apply_grads(sae, grads)
-        torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
-        tr.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
-        tr.lr_scheduler.step()
-        for scheduler in tr.coefficient_schedulers.values():
-            scheduler.step()
+        optimizer_step(tr, sae, grads, self.dist)
         if not want_stats:
             return None
         total = (x - x.mean(0)).pow(2).sum()
