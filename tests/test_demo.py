@@ -18,6 +18,7 @@ SMALL = """
 [demo]
 group_cases = 20
 progress = false
+stability_seeds = 1
 [synth]
 n_first = 16
 n_last = 16
