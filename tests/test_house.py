@@ -269,3 +269,35 @@ def test_report_of_a_real_demo_run_draws_its_phase_map_and_every_scorecard_line(
     # A name page shows its dedication curve with both axes and its phase at every point.
     page = next(p.read_text() for p in site.glob("names/*.html") if "<h2>Emergence</h2>" in p.read_text())
     assert '<svg class="curve"' in page and emergence.axis in page and "dedication" in page
+
+
+# ---- CLI conventions ---------------------------------------------------------------------------------------------
+def test_namesae_version_and_python_m_namesae_help():
+    import subprocess
+    import sys
+
+    from namesae import __version__
+
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+
+    def namesae(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "namesae", *args], capture_output=True, text=True, check=False,
+                              env=env, timeout=120)
+
+    version = namesae("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"namesae {__version__}"
+    help_ = namesae("--help")
+    assert help_.returncode == 0 and "Usage: namesae" in help_.stdout and "--quiet" in help_.stdout
+
+
+def test_verbosity_is_accepted_after_the_command_and_pipes_get_no_progress_bars(capsys):
+    from namesae.cli import conventions, main
+
+    assert conventions(["report", "--run", "r", "-v"], True) == ["-v", "report", "--run", "r"]
+    assert conventions(["train", "-q", "--store", "s"], False) == ["-q", "train", "--no-progress", "--store", "s"]
+    assert conventions(["train", "--progress"], False) == ["train", "--progress"]  # asked for: kept
+    assert conventions(["report", "--run", "r", "--", "-v"], False) == ["report", "--run", "r", "--", "-v"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--run", "/nonexistent/run", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "run directory not found" in err[0]
