@@ -301,3 +301,10 @@ def test_verbosity_is_accepted_after_the_command_and_pipes_get_no_progress_bars(
         main(["report", "--run", "/nonexistent/run", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and "run directory not found" in err[0]
+
+
+def test_the_report_colours_phases_as_the_emergence_plots_do():
+    from namesae.emergence import plots as emergence_plots
+    from namesae.report import site
+
+    assert site.PHASE_COLOURS == emergence_plots.PHASE_COLOURS and site.PHASE_LABELS == emergence_plots.PHASE_LABELS

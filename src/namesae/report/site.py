@@ -21,16 +21,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from namesae.emergence.plots import PHASE_COLOURS, PHASE_LABELS
-from namesae.emergence.result import EmergenceResult
 from namesae.errors import NamesaeError
 from namesae.io import CHECKSUM_KEY, atomic_dir, atomic_write_json, check_sealed
 from namesae.report import plots
 from namesae.scorecard import ScorecardFile, load_scorecard
+
+if TYPE_CHECKING:  # namesae.emergence imports torch: loaded only when a run has emergence.json
+    from namesae.emergence.result import EmergenceResult
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ DEFAULT_ARTEFACTS = {
     "sae": "sae",
 }
 REPORT_MARKER = ".namesae-report"
+# The phase colours and labels of namesae.emergence.plots (kept in step by tests/test_house.py; not imported from
+# there because namesae.emergence loads torch).
+PHASE_COLOURS = {0: "#d9d9d9", 1: "#9ecae1", 2: "#fdd0a2", 3: "#74c476", 4: "#de2d26"}
+PHASE_LABELS = {0: "undecided / missing", 1: "1 name parts", 2: "2 attributes stable", 3: "3 identity stable",
+                4: "4 overfit"}
 REPORT_FORMAT = "namesae-report"
 SCALAR_FIELDS = ("n_rows", "dedicated", "dedication", "part_composition", "trace", "logdet", "cos_mean",
                  "cos_min", "cos_max", "dse")
@@ -166,7 +172,7 @@ def _environment():
     )
     env.filters["fmt"] = _fmt
     env.filters["fid"] = feature_id
-    env.globals["phase_colours"] = PHASE_COLOURS  # the phase map's colours, shared with emergence's PNG
+    env.globals["phase_colours"] = PHASE_COLOURS  # the phase map's colours, as in emergence's PNG
     return env
 
 
@@ -194,8 +200,11 @@ class _Run:
         self.features = _records(_read_json(self.paths["features"]), ("features", "records"), self.paths["features"])
         _check_records(self.features, self.paths["features"], "feature", (int,))
         self.groups = _read_json(self.paths["groups"]) or {}
-        self.emergence: EmergenceResult | None = (EmergenceResult.load(self.paths["emergence"])
-                                                  if self.paths["emergence"].is_file() else None)
+        self.emergence: EmergenceResult | None = None
+        if self.paths["emergence"].is_file():
+            from namesae.emergence.result import EmergenceResult
+
+            self.emergence = EmergenceResult.load(self.paths["emergence"])
         self.basis = _read_json(self.paths["basis"]) or {}
         self.search = _read_json(self.paths["search"]) or {}
         truth = _read_json(self.paths["truth"]) or {}
