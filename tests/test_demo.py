@@ -13,46 +13,11 @@ from namesae.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A small world and short training: the same steps as `make demo`, in a fraction of its time.
-SMALL = """
-[demo]
-group_cases = 20
-progress = false
-stability_seeds = 1
-[synth]
-n_first = 16
-n_last = 16
-n_full = 48
-n_dedicated = 8
-[train]
-architecture = "jumprelu"
-expansion_factor = 8.0
-l0_coefficient = 0.005
-batch_size = 256
-steps = 400
-lr = 2e-3
-[emergence_train]
-architecture = "jumprelu"
-expansion_factor = 8.0
-l0_coefficient = 0.005
-batch_size = 256
-steps = 200
-lr = 2e-3
-"""
-
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from namesae.cli import app
-
-    root = tmp_path_factory.mktemp("demo")
-    (root / "small.toml").write_text(SMALL)
-    result = CliRunner().invoke(app, ["demo", "--out", str(root / "run"), "--config", str(root / "small.toml"),
-                                      "--no-progress"])
-    assert result.exit_code == 0, result.output
-    return root / "run", result.output
+def small_run(small_demo_run):
+    """The small demo run of conftest.py (shared with test_house.py, so the suite runs it once)."""
+    return small_demo_run
 
 
 def test_shipped_demo_config_equals_the_built_in_defaults():

@@ -12,9 +12,31 @@ from PIL import Image
 
 from namesae.errors import NamesaeError
 from namesae.report import build_report
+from namesae.scorecard import save_scorecard
 from namesae.store import write_store
 
 INJECTION = "<script>alert(1)</script>"
+
+
+def write_scorecard(path: Path) -> None:
+    """A scorecard as `namesae demo` writes it, with a met target, a missed one and a line without a target."""
+    from namesae.demo import Scorecard
+
+    card = Scorecard()
+    card.add("identity.dedicated_precision", 0.95, at_least=0.8, what="precision of dedicated names")
+    card.add("identity.dedicated_recall", 0.5, at_least=0.8, what="recall of dedicated names")
+    card.add("world.dedicated", 8, what="planted dedicated names")
+    save_scorecard(card, path)
+
+
+def emergence_result(names: list[str]):
+    """An emergence result over three points, as `namesae emergence` builds it."""
+    from namesae.emergence import ChangePoint, EmergenceConfig, EmergenceResult, NameSeries
+
+    series = [NameSeries(n, [True] * 3, [0.1, 0.5, 0.9], [False, True, True], [1, 2, 3], [None] * 3, [None] * 3,
+                         1, 2.0, ChangePoint(1, 0.1, 0.7, 0.6, 0.9), 2.0) for n in names]
+    return EmergenceResult("samples seen", ["s1", "s2", "s3"], [1.0, 2.0, 3.0], [{"label": f"s{i}"} for i in (1, 2, 3)],
+                           series, EmergenceConfig(), [False, False])
 
 
 def make_run(root: Path, n_names: int = 12) -> Path:
@@ -36,12 +58,8 @@ def make_run(root: Path, n_names: int = 12) -> Path:
     (root / "world").mkdir(parents=True)
     (root / "identity.json").write_text(json.dumps({"names": identity}))
     (root / "features.json").write_text(json.dumps({"features": features}))
-    (root / "scorecard.json").write_text(json.dumps({"identity": {"precision": 0.95, "recall": 1.0}}))
-    (root / "emergence").mkdir()
-    (root / "emergence" / "emergence.json").write_text(json.dumps({
-        "axis": "samples seen", "axis_values": [1, 2, 3],
-        "names": [{"name": n, "dedication": [0.1, 0.5, 0.9], "phases": [1, 2, 3], "emergence_index": 2}
-                  for n in names]}))
+    write_scorecard(root / "scorecard.json")
+    emergence_result(names).save(root / "emergence" / "emergence.json")
     (root / "world" / "truth.json").write_text(json.dumps({"names": [
         {"name": n, "dedicated": i % 3 == 0, "frequency": 10.0 ** (i % 5 + 1), "phase": 3}
         for i, n in enumerate(names)]}))
@@ -70,8 +88,10 @@ def test_report_escapes_names_and_links_every_page(tmp_path):
     index = result.index.read_text()
     assert INJECTION not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
     assert result.n_name_pages == 12 and result.n_feature_pages == 12
-    assert {"diversity.png", "dedication_vs_frequency.png", "phase_map.png", "map_within_similarity.png",
-            "map_names.png"} <= set(result.plots)
+    assert {"diversity.png", "dedication_vs_frequency.png", "phase_map.png", "dedication_curves.png",
+            "map_within_similarity.png", "map_names.png"} <= set(result.plots)
+    assert index.count('class="phase phase-3"') == 12 and 'id="phase-map"' in index
+    assert '<tr class="miss"><th>identity.dedicated_recall</th>' in index and "world.dedicated" in index
     assert "map_decade.png" not in result.plots  # invented names: no US peak decade is known
     site = result.index.parent
     for page in [result.index, *site.glob("names/*.html"), *site.glob("features/*.html")]:

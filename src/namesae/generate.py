@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from namesae.errors import ConfigError, SpaceMismatchError, StoreError
-from namesae.io import csv_text
+from namesae.io import atomic_file, atomic_write_json, atomic_write_text, csv_text
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -350,8 +350,7 @@ def merge_generated(out: str | Path, work: Sequence[WorkItem] | None = None, blo
         order = sorted(rows, key=lambda k: (0, position[k], ()) if k in position else (1, 0, k))
         attrs = {k: v for k, v in first.attrs.items()
                  if k not in ("format_version", "space", "dim", "normalized", "rows_committed")}
-        tmp = out / f".{STORE_FILE}.tmp-{os.getpid()}"
-        try:
+        with atomic_file(target) as tmp:  # renamed onto image.h5 only once every row is in
             with EmbeddingStore.create(tmp, first.dim, first.space, first.normalized, first.dtype,
                                        chunk_rows=min(4096, max(1, len(order))), overwrite=True, attrs=attrs) as dst:
                 for b in range(0, len(order), block_rows):
@@ -364,23 +363,16 @@ def merge_generated(out: str | Path, work: Sequence[WorkItem] | None = None, blo
                         emb[positions] = stores[si].read_rows([rows[keys[p]][1] for p in positions])
                     dst.append(emb, [k[0] for k in keys], [k[1] for k in keys], "image",
                                seeds=[k[2] for k in keys], images=[rows[k][2] for k in keys])
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     finally:
         for s in stores:
             s.close()
-    os.replace(tmp, target)
     _write_sidecar(out / "images.csv", [(rows[k][2], k[0], k[1], k[2]) for k in order])
     return target
 
 
 def _write_sidecar(path: Path, records: list[tuple[str, str, str, int]]) -> None:
     fields = ["image", "name", "prompt", "seed"]
-    text = csv_text((dict(zip(fields, r)) for r in records), fields)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, csv_text((dict(zip(fields, r)) for r in records), fields))
 
 
 # ---- the whole run ------------------------------------------------------------------------------------------------
@@ -422,9 +414,7 @@ def run_generate(decoder: Any, encoder: Any, names: Sequence[str], out: str | Pa
                       "encoder": {"space": encoder.space("image"), **getattr(encoder, "attrs", {})},
                       "names": len(names), "work_items": len(work), "world_size": ranks.world,
                       "rank0": asdict(shard) | {"shard": str(shard.shard)}, "store": summary}
-            tmp = out / f".generate.json.tmp-{os.getpid()}"
-            tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-            os.replace(tmp, out / "generate.json")
+            atomic_write_json(out / "generate.json", record, indent=2, default=str)
         _barrier(ranks)
     finally:
         if created:

@@ -1,4 +1,12 @@
-"""Writing files: checksums of files and sealed JSON objects, and tables for people.
+"""Writing files: atomic writes that keep the user's umask, JSON cleaning, checksums, and tables for people.
+
+Every file namesae writes goes through `atomic_file` (or `atomic_write_text` / `_bytes` / `_json` over it): the
+bytes go to a temporary file beside the target, which is renamed onto it only once complete, so a crash leaves
+either the old file or the new one. Whole folders (a report, an SAE checkpoint, a training state) go through
+`atomic_dir`. Temporary files from `tempfile.mkstemp` are created 0600 and `mkdtemp` folders 0700; both are set to
+what the umask gives a plain `open` / `mkdir` (0644 / 0755 under umask 022) before the rename, so a report copied to
+a shared server stays readable. `json_ready` is the one JSON cleaner: numpy scalars and arrays to Python, NaN and
+infinities to null.
 
 `sealed(data)` adds a `checksum` field (sha256 of the object's canonical JSON without it) and `check_sealed` refuses
 an object that changed after it was sealed; `sha256_file` hashes a file. Every CSV namesae writes goes through
@@ -13,10 +21,16 @@ namesae wrote undo the prefix with `csv_unescape`.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +38,135 @@ from namesae.errors import NamesaeError
 
 CHECKSUM_KEY = "checksum"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+# ---- atomic writes ------------------------------------------------------------------------------------------------
+@functools.cache
+def umask() -> int:
+    """The process umask, read once. Linux shows it in /proc/self/status; elsewhere it can only be read by setting
+    it (os.umask), which is done once here rather than around every write (another thread could write meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """Mode of a new file under the umask (0o644 under 022)."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new folder under the umask (0o755 under 022)."""
+    return 0o777 & ~umask()
+
+
+@contextmanager
+def atomic_file(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """A temporary path beside `path` to write to (by any library: matplotlib, PIL, safetensors, h5py); when the
+    block ends without error it gets the umask's file mode and is renamed onto `path`, otherwise it is removed.
+
+    The temporary name ends with `suffix` (default: the target's own, so `savefig` picks the format from it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix if suffix is None else suffix,
+                                dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes to `path` atomically (umask kept); returns the path."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text to `path` atomically (umask kept); returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any, indent: int | None = 1, sort_keys: bool = False,
+                      default: Any = None) -> Path:
+    """Write `json_ready(data)` as JSON (and a final newline) to `path` atomically; returns the path.
+
+    `default` converts objects JSON does not know (e.g. `str` for free-form metadata); without it they are refused.
+    """
+    text = json.dumps(json_ready(data), indent=indent, sort_keys=sort_keys, default=default)
+    return atomic_write_text(path, text + "\n")
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Rename folder `src` onto `dst`: an existing `dst` is moved aside to `.NAME.old-PID`, `src` renamed in, and
+    the old one deleted; if the second rename fails the old one is put back. A kill between the two renames
+    leaves the old folder beside `dst` under that name (readers that resume, like `sae.state`, look there)."""
+    src, dst = Path(src), Path(dst)
+    if not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary folder `.NAME.tmp-PID` beside `path` to fill; when the block ends without error it
+    replaces `path` whole (`replace_dir`), otherwise it is removed and `path` is left as it was. The folder gets
+    the umask's mode (0755 under 022)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)  # our own leftover from a killed run of this process id
+    tmp.mkdir()
+    try:
+        os.chmod(tmp, dir_mode())
+        yield tmp
+        replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- JSON ---------------------------------------------------------------------------------------------------------
+def json_ready(value: Any) -> Any:
+    """A JSON-ready copy: numpy scalars and arrays (and anything with `tolist`, e.g. tensors) as Python values,
+    NaN and infinities as None, tuples as lists, dict keys as strings, paths as strings; recursively."""
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return json_ready(value.tolist())
+    return value
 
 
 def sha256_file(path: Path) -> str:
@@ -43,8 +186,12 @@ def json_checksum(data: dict[str, Any]) -> str:
 
 
 def sealed(data: dict[str, Any]) -> dict[str, Any]:
-    """A JSON object with its `checksum` field set, so any later change to it is detected."""
-    return {**{k: v for k, v in data.items() if k != CHECKSUM_KEY}, CHECKSUM_KEY: json_checksum(data)}
+    """A JSON object with its `checksum` field set, so any later change to it is detected.
+
+    The object is `json_ready` first, so writing it (which cleans again) cannot change what was hashed.
+    """
+    body = json_ready({k: v for k, v in data.items() if k != CHECKSUM_KEY})
+    return {**body, CHECKSUM_KEY: json_checksum(body)}
 
 
 def check_sealed(data: dict[str, Any], path: Path, fix: str) -> None:

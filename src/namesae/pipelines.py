@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor
 
 from namesae.errors import ConfigError, NamesaeError, SpaceMismatchError
+from namesae.io import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -397,12 +397,8 @@ def write_png(path: str | Path, image: Any, metadata: Mapping[str, Any] | None =
     info = PngInfo()
     for key, value in (metadata or {}).items():
         info.add_itxt(key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import torch
 
 from namesae.errors import ConfigError
+from namesae.io import atomic_dir, atomic_write_json
 from namesae.pipelines import META_FILE, PIPELINES, encoder_for_space
 
 TINY_DEFAULTS = {"height": 32, "width": 32, "steps": 2, "prior_steps": 2}
@@ -173,9 +172,7 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0, dim: int 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out}: exists and is not empty; pass overwrite=True or another folder")
     space = space or default_tiny_space(dim)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+    with atomic_dir(out) as tmp, torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
         torch.manual_seed(seed)
         if kind == "kandinsky22":
             decoder, prior = tiny_kandinsky(dim)
@@ -183,12 +180,9 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0, dim: int 
             prior.save_pretrained(tmp / "prior")
         else:
             tiny_unclip(dim).save_pretrained(tmp)
-    meta = {"format_version": 1, "kind": kind, "tiny": True, "seed": seed, "space": space, "dim": dim,
-            "encoder": encoder_for_space(space), "prior": "prior" if kind == "kandinsky22" else None,
-            "defaults": TINY_DEFAULTS,
-            "note": "random weights built by namesae.tiny_pipelines: exercises code, shows nothing"}
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        meta = {"format_version": 1, "kind": kind, "tiny": True, "seed": seed, "space": space, "dim": dim,
+                "encoder": encoder_for_space(space), "prior": "prior" if kind == "kandinsky22" else None,
+                "defaults": TINY_DEFAULTS,
+                "note": "random weights built by namesae.tiny_pipelines: exercises code, shows nothing"}
+        atomic_write_json(tmp / META_FILE, meta, indent=2)
     return out

@@ -21,13 +21,29 @@ app = typer.Typer(
 )
 
 
+VERBOSITY = ("-v", "--verbose", "-q", "--quiet")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from namesae import __version__
+
+        typer.echo(f"namesae {__version__}")
+        raise typer.Exit()
+
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages (also after the command)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only (also after the command)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the namesae version and exit."),
 ) -> None:
-    """namesae: names -> prompts -> embeddings -> SAE -> features -> identity / groups / emergence -> steering."""
-    logging.getLogger("namesae").setLevel(logging.DEBUG if verbose else logging.INFO)
+    """namesae: names -> prompts -> embeddings -> SAE -> features -> identity / groups / emergence -> steering.
+
+    Progress bars are shown only when stderr is a terminal (pass --progress to force them)."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.getLogger("namesae").setLevel(level)
 
 
 # Each name is a module `namesae.cli.<name>` defining a function of the same name; the CLI contract in DESIGN.md.
@@ -60,11 +76,41 @@ def _from_interrupt(err: BaseException) -> bool:
     return False
 
 
-def main() -> None:
-    """Entry point of the `namesae` console script: one clear line and exit code 2 on bad input, 130 on Ctrl-C."""
+def conventions(args: list[str], stderr_is_terminal: bool | None = None) -> list[str]:
+    """The command line as typer reads it, after the house conventions.
+
+    -v/--verbose and -q/--quiet are accepted anywhere before `--` (they are the root's options, moved in front),
+    unless the command itself defines them; a command with --progress/--no-progress gets --no-progress when
+    stderr is not a terminal (a log file or a pipe gets no bars) and neither was given.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    command = typer.main.get_command(app)
+    at = None  # index of the (sub)command's name in args
+    for i, token in enumerate(args[:end]):
+        if not hasattr(command, "commands"):  # a leaf command (typer may vendor its own click: no isinstance)
+            break
+        if token in command.commands:
+            command, at = command.commands[token], i
+    if at is None:
+        return list(args)
+    own = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    moved = [i for i in range(at + 1, end) if args[i] in VERBOSITY and args[i] not in own]
+    out = [args[i] for i in moved] + [t for i, t in enumerate(args) if i not in set(moved)]
+    at += len(moved)
+    if stderr_is_terminal is None:
+        stderr_is_terminal = sys.stderr.isatty()
+    given = set(out[at + 1:out.index("--") if "--" in out else len(out)])
+    if not stderr_is_terminal and "--no-progress" in own and not given & {"--progress", "--no-progress"}:
+        out.insert(at + 1, "--no-progress")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `namesae` console script (and `python -m namesae`): one clear line and exit code 2 on
+    bad input, 130 on Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        app()
+        app(args=conventions(list(sys.argv[1:] if argv is None else argv)), prog_name="namesae")
     except NamesaeError as err:
         typer.echo(f"namesae: error: {err}", err=True)
         sys.exit(2)

@@ -7,7 +7,6 @@ The helpers here (encoder and target options) are shared with `namesae search`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,34 +132,18 @@ def _embedding_file(path: Path, tensor: str | None, row: int | None) -> Any:
     return x
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a text file atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically."""
-    return write_text_atomic(path, json.dumps(data, indent=1, default=_plain) + "\n")
+    """Write JSON atomically (`namesae.io.atomic_write_json`)."""
+    from namesae.io import atomic_write_json
+
+    return atomic_write_json(path, data)
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> Path:
     """Write a CSV table atomically (fields in the given order)."""
-    from namesae.io import csv_text
+    from namesae.io import atomic_write_text, csv_text
 
-    return write_text_atomic(path, csv_text(rows, fields))
-
-
-def _plain(x: Any) -> Any:
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+    return atomic_write_text(path, csv_text(rows, fields))
 
 
 def read_lines(path: Path) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +61,9 @@ def load_labels(path: Path) -> dict[int, tuple[str, float] | str]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from namesae.io import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _table(payload: dict[str, Any]) -> str:

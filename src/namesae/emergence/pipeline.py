@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from namesae.config import config_from_dict, config_to_dict
 from namesae.emergence.config import EmergenceConfig
 from namesae.emergence.families import name_links, unit_rows
 from namesae.emergence.measures import grouped_stats, phase_inputs
 from namesae.emergence.result import (
+    EMERGENCE_FORMAT_VERSION,
     SUMMARY_FIELDS,
     EmergenceResult,
     PointMeasurement,
@@ -25,11 +24,11 @@ from namesae.emergence.result import (
 )
 from namesae.emergence.series import Series, SeriesPoint, load_frequencies
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.io import csv_text
+from namesae.io import atomic_write_json, atomic_write_text, csv_text, json_ready
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = EMERGENCE_FORMAT_VERSION  # emergence.json's format is owned by emergence.result
 CURVE_FIELDS = ("name", "point", "label", "value", "present", "dedication", "dedicated", "phase", "best_feature",
                 "best_precision", "best_recall", "identity_feature", "n_identity_features", "scenario_coverage",
                 "scenario_agreement", "scenario_cos_ratio", "cross_scenario_cos", "same_scenario_cos",
@@ -66,7 +65,7 @@ def ensure_sae(point: SeriesPoint, series: Series, out_dir: Path, progress: bool
     log.info("emergence: training an SAE for point %s on %s", point.label, point.store)
     mark_path.unlink(missing_ok=True)
     train_sae(point.store, cfg, target, progress=progress, overwrite=overwrite)
-    _atomic_write(mark_path, json.dumps(mark, indent=1))
+    atomic_write_json(mark_path, mark)
     return target
 
 
@@ -183,28 +182,8 @@ def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: NaN/inf as None, numpy scalars as Python, recursively."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _csv(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:
-    return csv_text(({k: json.dumps(_clean(v)) if isinstance(v, (list, dict)) else ("" if v is None else v)
+    return csv_text(({k: json.dumps(json_ready(v)) if isinstance(v, (list, dict)) else ("" if v is None else v)
                       for k, v in row.items()} for row in rows), fields)
 
 
@@ -239,22 +218,18 @@ def write_emergence(result: EmergenceResult, out_dir: str | Path, meta: Mapping[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), **result.to_dict()}
-    if score is not None:
-        payload["score"] = dict(score)
-    paths["json"] = out / "emergence.json"
-    _atomic_write(paths["json"], json.dumps(_clean(payload), indent=1))
+    paths["json"] = result.save(out / "emergence.json", meta, score)
     paths["csv"] = out / "emergence.csv"
-    _atomic_write(paths["csv"], _csv([n.summary() for n in result.names], SUMMARY_FIELDS))
+    atomic_write_text(paths["csv"], _csv([n.summary() for n in result.names], SUMMARY_FIELDS))
     paths["curves"] = out / "curves.csv"
-    _atomic_write(paths["curves"], _csv(curve_rows(result), CURVE_FIELDS))
+    atomic_write_text(paths["curves"], _csv(curve_rows(result), CURVE_FIELDS))
     families = family_rows(result)
     if families:
         paths["families"] = out / "families.csv"
-        _atomic_write(paths["families"], _csv(families, FAMILY_FIELDS))
+        atomic_write_text(paths["families"], _csv(families, FAMILY_FIELDS))
     if score is not None:
         paths["score"] = out / "score.json"
-        _atomic_write(paths["score"], json.dumps(_clean(dict(score)), indent=1))
+        atomic_write_json(paths["score"], dict(score))
     if plots:
         cfg = result.config
         paths["dedication_curves"] = figures.plot_dedication_curves(

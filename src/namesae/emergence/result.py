@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from namesae.emergence.config import EmergenceConfig, emergence_config_to_dict
+from namesae.emergence.config import EmergenceConfig, emergence_config_from_dict, emergence_config_to_dict
 from namesae.emergence.curves import ChangePoint, PhaseDecision, change_point, decide_phase, emergence_index
 from namesae.emergence.measures import GroupedStats, NameFeatures, PhaseInputs, name_features
+from namesae.errors import NamesaeError
 
 
 @dataclass
@@ -162,6 +164,16 @@ class EmergenceResult:
                        "present": n.present, "points": n.points, "links": n.links} for n in self.names],
         }
 
+    def save(self, path: str | Path, meta: Mapping[str, Any] | None = None,
+             score: Mapping[str, Any] | None = None) -> Path:
+        """Write emergence.json atomically: format_version, the `meta` fields, the result and `score` if given."""
+        return save_emergence(self, path, meta, score)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmergenceResult:
+        """Read an emergence.json that `save` wrote; a file that does not fit is refused with one line."""
+        return load_emergence(path)
+
 
 def assemble(points: Sequence[PointMeasurement], links: Sequence[Mapping[str, dict[str, Any]] | None], axis: str,
              config: EmergenceConfig, frequencies: Mapping[str, float] | None = None,
@@ -201,3 +213,123 @@ def assemble(points: Sequence[PointMeasurement], links: Sequence[Mapping[str, di
     info = [{"index": p.index, "label": p.label, "value": p.value, **p.info} for p in points]
     return EmergenceResult(axis, [p.label for p in points], values, info, series, config,
                            [links[i] is not None for i in range(1, t)], notes)
+
+
+# ---- the file format: emergence.json ------------------------------------------------------------------------------
+EMERGENCE_FORMAT_VERSION = 1
+"""Version of emergence.json that `save` writes and `load` reads (1: the fields of `EmergenceResult.to_dict`)."""
+_FIX = "re-run `namesae emergence` (or `namesae demo`) to rewrite it"
+
+
+def save_emergence(result: EmergenceResult, path: str | Path, meta: Mapping[str, Any] | None = None,
+                   score: Mapping[str, Any] | None = None) -> Path:
+    """Write `result` as emergence.json (NaN as null), atomically; see `EmergenceResult.save`."""
+    from namesae.io import atomic_write_json
+
+    payload = {"format_version": EMERGENCE_FORMAT_VERSION, **(dict(meta) if meta else {}), **result.to_dict()}
+    if score is not None:
+        payload["score"] = dict(score)
+    return atomic_write_json(path, payload)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_KINDS: dict[str, tuple[str, Any]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "num": ("a number", _is_num),
+    "num?": ("a number or null", lambda v: v is None or _is_num(v)),
+    "int?": ("an integer or null", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "bool?": ("true, false or null", lambda v: v is None or isinstance(v, bool)),
+    "phase?": ("a phase 0-4 or null", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
+                                                               and 0 <= v <= 4)),
+    "obj": ("an object", lambda v: isinstance(v, dict)),
+    "obj?": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+}
+_TOP = {"axis": "str", "labels": "[str]", "values": "[num]", "points": "[obj]", "links_available": "[bool]",
+        "config": "obj", "names": "[obj]"}
+_NAME = {"name": "str", "present": "[bool]T", "dedication": "[num?]T", "dedicated": "[bool?]T", "phase": "[phase?]T",
+         "points": "[obj?]T", "links": "[obj?]T", "emergence_index": "int?", "emergence_value": "num?",
+         "change_index": "int?", "change_before": "num?", "change_after": "num?", "change_jump": "num?",
+         "change_gain": "num?", "change_value": "num?", "frequency": "num?"}
+
+
+def _check(data: Mapping[str, Any], spec: Mapping[str, str], where: str, path: Path, t: int | None) -> None:
+    """Refuse the first field of `data` that is missing or not of its kind in `spec`, naming file and field."""
+    for key, kind in spec.items():
+        field_name = f"{where}{key}"
+        if key not in data:
+            raise NamesaeError(f"{path}: field {field_name!r} is missing; {_FIX}")
+        value = data[key]
+        if kind.startswith("["):
+            inner, length = kind[1:kind.index("]")], kind.endswith("T")
+            what, ok = _KINDS[inner]
+            if not isinstance(value, list) or not all(ok(v) for v in value):
+                raise NamesaeError(f"{path}: field {field_name!r} must be a list, each entry {what}, got "
+                                   f"{value!r:.80}; {_FIX}")
+            if length and t is not None and len(value) != t:
+                raise NamesaeError(f"{path}: field {field_name!r} has {len(value)} entries but the series has {t} "
+                                   f"points; {_FIX}")
+        else:
+            what, ok = _KINDS[kind]
+            if not ok(value):
+                raise NamesaeError(f"{path}: field {field_name!r} must be {what}, got {value!r:.80}; {_FIX}")
+
+
+def emergence_from_dict(data: Any, path: str | Path = "<emergence.json>") -> EmergenceResult:
+    """An EmergenceResult from the content of emergence.json, checked field by field (one line per problem)."""
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise NamesaeError(f"{path}: top level must be an object, got {type(data).__name__}; {_FIX}")
+    version = data.get("format_version")
+    if version != EMERGENCE_FORMAT_VERSION:
+        got = "is missing" if "format_version" not in data else f"is {version!r}"
+        raise NamesaeError(f"{path}: field 'format_version' {got}, but this namesae reads emergence "
+                           f"format_version {EMERGENCE_FORMAT_VERSION}; {_FIX} with this namesae")
+    _check(data, _TOP, "", path, None)
+    t = len(data["labels"])
+    if len(data["values"]) != t or len(data["points"]) != t:
+        raise NamesaeError(f"{path}: fields 'labels', 'values' and 'points' must have one entry per point, got "
+                           f"{t}, {len(data['values'])} and {len(data['points'])}; {_FIX}")
+    if len(data["links_available"]) != max(t - 1, 0):
+        raise NamesaeError(f"{path}: field 'links_available' must have {max(t - 1, 0)} entries (one per "
+                           f"transition), got {len(data['links_available'])}; {_FIX}")
+    try:
+        config = emergence_config_from_dict(data["config"], f"{path}: field 'config'")
+    except NamesaeError as err:
+        raise NamesaeError(f"{err}; {_FIX}") from None
+    names = []
+    for i, rec in enumerate(data["names"]):
+        _check(rec, _NAME, f"names[{i}].", path, t)
+        change = ChangePoint(rec["change_index"], rec["change_before"], rec["change_after"], rec["change_jump"],
+                             float(rec["change_gain"] or 0.0))
+        names.append(NameSeries(
+            name=rec["name"], present=list(rec["present"]), dedication=list(rec["dedication"]),
+            dedicated=list(rec["dedicated"]), phase=list(rec["phase"]), points=list(rec["points"]),
+            links=list(rec["links"]), emergence_index=rec["emergence_index"],
+            emergence_value=rec["emergence_value"], change=change, change_value=rec["change_value"],
+            frequency=rec["frequency"]))
+    notes = data.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise NamesaeError(f"{path}: field 'notes' must be a list of strings, got {notes!r:.80}; {_FIX}")
+    return EmergenceResult(data["axis"], list(data["labels"]), [float(v) for v in data["values"]],
+                           list(data["points"]), names, config, list(data["links_available"]), list(notes))
+
+
+def load_emergence(path: str | Path) -> EmergenceResult:
+    """Read emergence.json (written by `EmergenceResult.save`); one clear line (file, field, fix) when it cannot
+    be read, is of another format_version, or a field is missing or of the wrong kind."""
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NamesaeError(f"{path}: file not found; run `namesae emergence` (or `namesae demo`) first") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NamesaeError(f"{path}: invalid JSON ({err}); {_FIX}") from None
+    except OSError as err:
+        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
+    return emergence_from_dict(data, path)

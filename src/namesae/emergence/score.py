@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,10 +101,6 @@ def score_emergence(result: EmergenceResult, truth: Mapping[str, Any] | str | Pa
 
 def write_score(score: Mapping[str, Any], path: str | Path) -> Path:
     """Write a score dict as JSON, atomically."""
-    import os
+    from namesae.io import atomic_write_json
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(score, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, dict(score))

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import html
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from namesae.io import atomic_file
+
 log = logging.getLogger(__name__)
-
-PHASE_COLOURS = {0: "#d9d9d9", 1: "#9ecae1", 2: "#fdd0a2", 3: "#74c476", 4: "#de2d26"}
-
 
 def _figure():
     import matplotlib
@@ -27,11 +24,8 @@ def _figure():
 
 def _save(fig, path: Path) -> Path:
     """Save a figure atomically as PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_file(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     return path
 
 
@@ -109,29 +103,6 @@ def thumbnail_map(coords: np.ndarray, path: Path, title: str, thumbnails: dict[i
         plt.close(fig)
 
 
-def phase_map(names: Sequence[str], axis_values: Sequence[float], phases: np.ndarray, path: Path,
-              axis_label: str = "checkpoint", max_names: int = 80) -> Path:
-    """Names x series heat map coloured by phase (1-4; 0 = unknown)."""
-    plt = _figure()
-    from matplotlib.colors import ListedColormap
-
-    phases = np.asarray(phases)[:max_names]
-    names = list(names)[:max_names]
-    cmap = ListedColormap([PHASE_COLOURS[i] for i in range(5)])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(axis_values), 1.0 + 0.16 * len(names)))
-    ax.imshow(phases, cmap=cmap, vmin=0, vmax=4, aspect="auto", interpolation="nearest")
-    ax.set_yticks(range(len(names)), names, fontsize=6)
-    ax.set_xticks(range(len(axis_values)), [f"{v:g}" for v in axis_values], fontsize=7, rotation=45)
-    ax.set_xlabel(axis_label)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=PHASE_COLOURS[i]) for i in range(1, 5)]
-    ax.legend(handles, ["1 parts", "2 attributes", "3 identity", "4 overfit"], fontsize=7,
-              loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
-
-
 def svg_histogram(values: np.ndarray, bins: int = 24, width: int = 320, height: int = 90) -> str:
     """An inline SVG histogram (a few hundred bytes; fast enough for thousands of pages)."""
     values = np.asarray(values, dtype=np.float64)
@@ -153,24 +124,44 @@ def svg_histogram(values: np.ndarray, bins: int = 24, width: int = 320, height: 
     return f'<svg width="{width}" height="{height}" role="img">{rects}{axis}</svg>'
 
 
-def svg_curve(xs: Sequence[float], ys: Sequence[float], width: int = 320, height: int = 110,
-              marker: float | None = None) -> str:
-    """An inline SVG line chart of y over x (y in [0, 1]), with an optional vertical marker."""
+def svg_curve(xs: Sequence[float], ys: Sequence[float], width: int = 360, height: int = 150,
+              marker: float | None = None, x_label: str = "", y_label: str = "") -> str:
+    """An inline SVG line chart of y over x (y in [0, 1]) with both axes, their ticks and labels, and an optional
+    vertical marker at x = `marker`. Points where y is NaN (not measured) are left out of the line."""
     xs = np.asarray(xs, dtype=np.float64)
-    ys = np.clip(np.nan_to_num(np.asarray(ys, dtype=np.float64)), 0, 1)
+    ys = np.asarray(ys, dtype=np.float64)
     if xs.size == 0:
         return ""
+    left, right, top, bottom = 34, 10, 8, 34  # margins: room for tick labels and the axis labels
     span = (xs.max() - xs.min()) or 1.0
-    px = 20 + (xs - xs.min()) / span * (width - 30)
-    py = height - 15 - ys * (height - 25)
-    line = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
-    dots = "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="#de2d26"><title>{x:g}: {y:.3f}</title>'
-                   "</circle>" for a, b, x, y in zip(px, py, xs, ys))
+
+    def px(x: float) -> float:
+        return left + (x - xs.min()) / span * (width - left - right)
+
+    def py(y: float) -> float:
+        return height - bottom - float(np.clip(y, 0, 1)) * (height - top - bottom)
+
+    ok = np.isfinite(ys)
+    line = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs[ok], ys[ok]))
+    dots = "".join(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="#de2d26"><title>{x:g}: {y:.3f}'
+                   "</title></circle>" for x, y in zip(xs[ok], ys[ok]))
     mark = ""
-    if marker is not None:
-        mx = 20 + (marker - xs.min()) / span * (width - 30)
-        mark = f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="5" y2="{height - 15}" stroke="#999" stroke-dasharray="3"/>'
-    frame = (f'<line x1="20" x2="{width - 10}" y1="{height - 15}" y2="{height - 15}" stroke="#444"/>'
-             f'<text x="0" y="14" font-size="10">1</text><text x="0" y="{height - 12}" font-size="10">0</text>')
-    return (f'<svg width="{width}" height="{height}" role="img">{frame}{mark}'
+    if marker is not None and np.isfinite(marker):
+        mark = (f'<line x1="{px(marker):.1f}" x2="{px(marker):.1f}" y1="{top}" y2="{height - bottom}" '
+                'stroke="#999" stroke-dasharray="3"/>')
+    x0, y0 = left, height - bottom
+    ticks = "".join(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{y0}" y2="{y0 + 3}" stroke="#444"/>'
+                    for x in xs)
+    ticks += "".join(f'<text x="{px(x):.1f}" y="{y0 + 13}" font-size="9" text-anchor="middle">{x:g}</text>'
+                     for x in (xs.min(), xs.max()))
+    ticks += "".join(f'<line x1="{x0 - 3}" x2="{x0}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#444"/>'
+                     f'<text x="{x0 - 5}" y="{py(y) + 3:.1f}" font-size="9" text-anchor="end">{y:g}</text>'
+                     for y in (0, 0.5, 1))
+    frame = (f'<line x1="{x0}" x2="{width - right}" y1="{y0}" y2="{y0}" stroke="#444"/>'
+             f'<line x1="{x0}" x2="{x0}" y1="{top}" y2="{y0}" stroke="#444"/>')
+    labels = (f'<text x="{(x0 + width - right) / 2:.1f}" y="{height - 4}" font-size="10" text-anchor="middle">'
+              f'{html.escape(x_label)}</text>'
+              f'<text x="10" y="{(top + y0) / 2:.1f}" font-size="10" text-anchor="middle" '
+              f'transform="rotate(-90 10 {(top + y0) / 2:.1f})">{html.escape(y_label)}</text>')
+    return (f'<svg class="curve" width="{width}" height="{height}" role="img">{frame}{ticks}{labels}{mark}'
             f'<polyline points="{html.escape(line)}" fill="none" stroke="#de2d26"/>{dots}</svg>')

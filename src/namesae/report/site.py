@@ -4,7 +4,11 @@ The report reads a run directory. `run.json` in it (written by `namesae demo`; o
 relative to the run directory; without it the default names below are looked up. Every artefact is optional: the
 report shows what exists. All text from the data (names, labels, prompts) is HTML-escaped by jinja2's autoescape.
 
-The site is written to a temporary folder beside `--out` and renamed into place. An existing `--out` is replaced
+emergence.json and scorecard.json are read through their owners' loaders (`EmergenceResult.load`,
+`namesae.scorecard.load_scorecard`), so a file of another format is refused with one line rather than half drawn.
+
+The site is written to a temporary folder beside `--out` and renamed into place (`namesae.io.atomic_dir`; files
+and folders get the umask's modes, 0644 / 0755 under umask 022). An existing `--out` is replaced
 only when it is a namesae report (it holds the marker file `.namesae-report` that every report writes); any other
 non-empty folder, the run folder itself and any folder above it are refused. Image paths from the image store
 are followed only inside the store's folder (after resolving `..` and symlinks); others are skipped with a warning.
@@ -15,18 +19,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from namesae.errors import NamesaeError
-from namesae.io import CHECKSUM_KEY, check_sealed
+from namesae.io import CHECKSUM_KEY, atomic_dir, atomic_write_json, check_sealed
 from namesae.report import plots
-from namesae.sae.model import write_json
+from namesae.scorecard import ScorecardFile, load_scorecard
+
+if TYPE_CHECKING:  # namesae.emergence imports torch: loaded only when a run has emergence.json
+    from namesae.emergence.result import EmergenceResult
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,11 @@ DEFAULT_ARTEFACTS = {
     "sae": "sae",
 }
 REPORT_MARKER = ".namesae-report"
+# The phase colours and labels of namesae.emergence.plots (kept in step by tests/test_house.py; not imported from
+# there because namesae.emergence loads torch).
+PHASE_COLOURS = {0: "#d9d9d9", 1: "#9ecae1", 2: "#fdd0a2", 3: "#74c476", 4: "#de2d26"}
+PHASE_LABELS = {0: "undecided / missing", 1: "1 name parts", 2: "2 attributes stable", 3: "3 identity stable",
+                4: "4 overfit"}
 REPORT_FORMAT = "namesae-report"
 SCALAR_FIELDS = ("n_rows", "dedicated", "dedication", "part_composition", "trace", "logdet", "cos_mean",
                  "cos_min", "cos_max", "dse")
@@ -162,6 +172,7 @@ def _environment():
     )
     env.filters["fmt"] = _fmt
     env.filters["fid"] = feature_id
+    env.globals["phase_colours"] = PHASE_COLOURS  # the phase map's colours, as in emergence's PNG
     return env
 
 
@@ -174,7 +185,8 @@ class _Run:
         manifest = _manifest(run_dir)
         self.dir = run_dir
         self.paths = {k: run_dir / manifest.get(k, v) for k, v in DEFAULT_ARTEFACTS.items()}
-        self.scorecard = _read_json(self.paths["scorecard"], (dict,)) or {}
+        self.scorecard: ScorecardFile | None = (load_scorecard(self.paths["scorecard"])
+                                                if self.paths["scorecard"].is_file() else None)
         self.metrics = _read_json(self.paths["metrics"], (dict,)) or {}
         identity = _read_json(self.paths["identity"])
         self.identity = _records(identity, ("names", "records", "identity"), self.paths["identity"])
@@ -188,36 +200,18 @@ class _Run:
         self.features = _records(_read_json(self.paths["features"]), ("features", "records"), self.paths["features"])
         _check_records(self.features, self.paths["features"], "feature", (int,))
         self.groups = _read_json(self.paths["groups"]) or {}
-        self.emergence = _read_json(self.paths["emergence"], (dict,)) or {}
+        self.emergence: EmergenceResult | None = None
+        if self.paths["emergence"].is_file():
+            from namesae.emergence.result import EmergenceResult
+
+            self.emergence = EmergenceResult.load(self.paths["emergence"])
         self.basis = _read_json(self.paths["basis"]) or {}
         self.search = _read_json(self.paths["search"]) or {}
         truth = _read_json(self.paths["truth"]) or {}
         self.truth = {str(r["name"]): r for r in _records(truth, ("names",)) if "name" in r}
-        _check_emergence(self.emergence, self.paths["emergence"])
-        if not self.identity and not self.features and not self.scorecard:
+        if not self.identity and not self.features and self.scorecard is None:
             raise NamesaeError(f"{run_dir}: no identity.json, features.json or scorecard.json found; "
                                "run `namesae identity`/`features` (or `namesae demo`) first")
-
-
-def _number_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-
-
-def _check_emergence(emergence: dict[str, Any], path: Path) -> None:
-    """Refuse an emergence.json whose axis values, curves or phases are not lists of numbers."""
-    if "axis_values" in emergence and not _number_list(emergence["axis_values"]):
-        raise NamesaeError(f"{path}: field 'axis_values' must be a list of numbers, got "
-                           f"{emergence['axis_values']!r:.80}; re-run `namesae emergence`")
-    for rec in _records(emergence, ("names", "records"), path):
-        for key in ("axis_values", "dedication"):
-            if key in rec and not _number_list(rec[key]):
-                raise NamesaeError(f"{path}: field {key!r} of name {rec.get('name')!r:.60} must be a list of "
-                                   f"numbers, got {rec[key]!r:.80}; re-run `namesae emergence`")
-        if "phases" in rec and not (isinstance(rec["phases"], list)
-                                    and all(p is None or (isinstance(p, int) and not isinstance(p, bool))
-                                            for p in rec["phases"])):
-            raise NamesaeError(f"{path}: field 'phases' of name {rec.get('name')!r:.60} must be a list of phase "
-                               f"numbers 1-4 (or null), got {rec['phases']!r:.80}; re-run `namesae emergence`")
 
 
 def _name_groups(groups: Any, name: str) -> list[dict]:
@@ -245,13 +239,6 @@ def entries_with(data: Any, key: str, value: Any, where: str = "") -> list[tuple
         for item in data:
             found += entries_with(item, key, value, where)
     return found
-
-
-def _emergence_entry(emergence: Any, name: str) -> dict | None:
-    for rec in _records(emergence, ("names", "records")):
-        if rec.get("name") == name:
-            return rec
-    return None
 
 
 def confined_image(root: Path, relative: str) -> tuple[Path | None, bool]:
@@ -369,32 +356,10 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, max_fea
     """Write the static HTML report of a run directory; returns where the index is."""
     run = _Run(Path(run_dir))
     out = Path(out_dir) if out_dir is not None else run.dir / "report"
-    check_report_out(out, run.dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
-    old = None
-    try:
+    check_report_out(out, run.dir)  # what atomic_dir replaces is empty or a namesae report: nothing else is deleted
+    with atomic_dir(out) as stage:
         result = _write_site(run, stage, max_feature_pages)
-        write_json(stage / REPORT_MARKER, {"format": REPORT_FORMAT, "run": str(run.dir.resolve())})
-        if out.is_dir() and not _empty(out):
-            # Replace a previous report: move it aside, rename the new one in, then delete the old one (which
-            # check_report_out has shown to be a namesae report: the only folder this deletes).
-            old = Path(tempfile.mkdtemp(prefix=".report-old-", dir=out.parent))
-            os.replace(out, old / "site")
-        elif out.is_dir():
-            out.rmdir()
-        os.replace(stage, out)
-    except BaseException:
-        if old is not None and not out.exists():
-            os.replace(old / "site", out)  # put the previous report back
-        raise
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)  # our own staging folder
-        if old is not None and (old / "site" / REPORT_MARKER).is_file():
-            shutil.rmtree(old, ignore_errors=True)
-        elif old is not None and _empty(old):
-            old.rmdir()
+        atomic_write_json(stage / REPORT_MARKER, {"format": REPORT_FORMAT, "run": str(run.dir.resolve())})
     return ReportResult(out / "index.html", result.n_name_pages, result.n_feature_pages, result.plots)
 
 
@@ -440,13 +405,10 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
     def rel_image(path: str, depth: int) -> str:
         return os.path.relpath(path, out if depth == 0 else out / "names")
 
+    series = run.emergence.by_name() if run.emergence is not None else {}
     for rec in identity:
         name = str(rec.get("name"))
-        emerg = _emergence_entry(run.emergence, name)
-        curve = ""
-        if emerg and isinstance(emerg.get("dedication"), list):
-            xs = emerg.get("axis_values") or run.emergence.get("axis_values") or list(range(len(emerg["dedication"])))
-            curve = plots.svg_curve(xs, emerg["dedication"])
+        emerg, curve = _emergence_entry(run.emergence, series.get(name))
         attrs = rec.get("attributes") if isinstance(rec.get("attributes"), dict) else {}
         page = env.get_template("name.html").render(
             title=name, root="..", rec=rec, scalars=[(k, rec.get(k)) for k in SCALAR_FIELDS if k in rec],
@@ -476,7 +438,8 @@ def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
         (out / feature_pages[fid]).write_text(page, encoding="utf-8")
 
     index = env.get_template("index.html").render(
-        title="namesae report", root=".", scorecard=_flatten(run.scorecard), metrics=_flatten(run.metrics),
+        title="namesae report", root=".", scorecard=run.scorecard, metrics=_flatten(run.metrics),
+        phase_table=_phase_table(run.emergence, name_pages), phase_labels=PHASE_LABELS,
         identity_summary=run.identity_summary,
         identity=identity, name_pages=name_pages, features=features, feature_pages=feature_pages,
         plots=plot_files, run_dir=str(run.dir),
@@ -492,7 +455,8 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
         for key, value in data.items():
             rows.extend(_flatten(value, f"{prefix}{key}."))
     elif isinstance(data, list):
-        rows.append((prefix.rstrip("."), ", ".join(_fmt(v) for v in data[:12])))
+        more = f", … ({len(data)} in all)" if len(data) > 12 else ""
+        rows.append((prefix.rstrip("."), ", ".join(_fmt(v) for v in data[:12]) + more))
     else:
         rows.append((prefix.rstrip("."), data))
     return rows
@@ -527,14 +491,42 @@ def _site_plots(run: _Run, identity: list[dict], out: Path, medoids: dict[str, s
         plots.scatter_plot(freq[ok], dedication[ok], out / "dedication_vs_frequency.png", "name frequency",
                            "dedication", "Dedication against name frequency", highlight=dedicated[ok], logx=True)
         made.append("dedication_vs_frequency.png")
-    em = _records(run.emergence, ("names", "records"))
-    phased = [r for r in em if isinstance(r.get("phases"), list) and r["phases"]]
-    if phased:
-        width = max(len(r["phases"]) for r in phased)
-        grid = np.array([[p or 0 for p in r["phases"]] + [0] * (width - len(r["phases"])) for r in phased])
-        axis = run.emergence.get("axis_values") or list(range(width))
-        plots.phase_map([str(r.get("name")) for r in phased], axis, grid, out / "phase_map.png",
-                        axis_label=str(run.emergence.get("axis", "checkpoint")))
-        made.append("phase_map.png")
+    if run.emergence is not None and run.emergence.names and run.emergence.labels:
+        from namesae.emergence.plots import plot_dedication_curves, plot_phase_map
+
+        cfg = run.emergence.config
+        plot_phase_map(run.emergence, out / "phase_map.png", max_names=cfg.max_map_names)
+        plot_dedication_curves(run.emergence, out / "dedication_curves.png", list(cfg.curve_names) or None,
+                               cfg.max_curve_names, tau=cfg.tau_p * cfg.tau_r)
+        made += ["phase_map.png", "dedication_curves.png"]
     made.extend(_embedding_map(run.paths["image_store"], out, medoids))
     return made
+
+
+def _emergence_entry(result: EmergenceResult | None, series: Any) -> tuple[dict[str, Any] | None, str]:
+    """A name page's emergence section (index, change point, phase per point) and its inline dedication curve."""
+    if result is None or series is None:
+        return None, ""
+    change = series.change.index
+    entry = {"emergence_index": series.emergence_index, "emergence_value": series.emergence_value,
+             "change_point": change, "change_value": series.change_value, "axis": result.axis,
+             "points": [{"label": label, "value": value, "phase": phase, "dedication": ded}
+                        for label, value, phase, ded in zip(result.labels, result.values, series.phase,
+                                                            series.dedication)]}
+    curve = plots.svg_curve(result.values, [np.nan if d is None else d for d in series.dedication],
+                            marker=series.emergence_value, x_label=result.axis, y_label="dedication")
+    return entry, curve
+
+
+def _phase_table(result: EmergenceResult | None, name_pages: dict[str, str]) -> dict[str, Any] | None:
+    """The index's phase map as a table: a row per name (the phase map's names and order), a cell per point."""
+    if result is None or not result.names or not result.labels:
+        return None
+    from namesae.emergence.plots import map_names
+
+    table = result.by_name()
+    names = map_names(result, result.config.max_map_names)
+    return {"axis": result.axis, "points": list(zip(result.labels, result.values)),
+            "rows": [{"name": n, "page": name_pages.get(n), "phases": [p or 0 for p in table[n].phase]}
+                     for n in names],
+            "n_names": len(result.names)}

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,15 @@ import numpy as np
 
 from namesae import __version__
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.io import check_sealed, sealed, sha256_file
+from namesae.io import (
+    atomic_dir,
+    atomic_file,
+    atomic_write_json,
+    atomic_write_text,
+    check_sealed,
+    sealed,
+    sha256_file,
+)
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -181,18 +187,6 @@ def encode_store(sae: TrainedSAE, store: EmbeddingStore, rows: np.ndarray | None
 
 
 # ---- disk ----------------------------------------------------------------------------------------------------
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temp file in the same folder, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
-
-
 def _checksums(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
     return {name: sha256_file(folder / name) for name in names if (folder / name).is_file()}
 
@@ -237,23 +231,13 @@ def write_saelens_folder(inference_sae: Any, folder: Path, info: dict[str, Any],
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     state = {k: v.detach().contiguous().cpu() for k, v in inference_sae.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS_FILE))
-    (tmp / CFG_FILE).write_text(json.dumps(inference_sae.cfg.to_dict()), encoding="utf-8")
-    if metrics is not None:
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    (tmp / INFO_FILE).write_text(json.dumps(_info_with_checksums(info, tmp), indent=1) + "\n", encoding="utf-8")
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)
+    with atomic_dir(folder) as tmp:
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        atomic_write_text(tmp / CFG_FILE, json.dumps(inference_sae.cfg.to_dict()))
+        if metrics is not None:
+            atomic_write_json(tmp / METRICS_FILE, metrics)
+        atomic_write_json(tmp / INFO_FILE, _info_with_checksums(info, tmp))
 
 
 def write_saelens_files(inference_sae: Any, folder: Path, info: dict[str, Any],
@@ -267,13 +251,12 @@ def write_saelens_files(inference_sae: Any, folder: Path, info: dict[str, Any],
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in inference_sae.state_dict().items()}
-    tmp = folder / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    save_file(state, str(tmp))
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    with atomic_file(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
     atomic_write_text(folder / CFG_FILE, json.dumps(inference_sae.cfg.to_dict()))
     if metrics is not None:
-        write_json(folder / METRICS_FILE, metrics)
-    write_json(folder / INFO_FILE, _info_with_checksums(info, folder))
+        atomic_write_json(folder / METRICS_FILE, metrics)
+    atomic_write_json(folder / INFO_FILE, _info_with_checksums(info, folder))
 
 
 def _read_json_file(path: Path, kind: type, what: str, fix: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from namesae.errors import NamesaeError
-from namesae.io import check_sealed, sealed, sha256_file
+from namesae.io import atomic_dir, check_sealed, sealed, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +73,10 @@ def save_state(run_dir: Path, trainer: Any, extra: dict[str, Any]) -> None:
         "coefficient_schedulers": {k: _jsonable(s.state_dict()) for k, s in trainer.coefficient_schedulers.items()},
         **extra,
     }
-    run_dir = Path(run_dir)
-    tmp = run_dir / f".state.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / TENSORS_FILE))
-    meta["tensors_sha256"] = sha256_file(tmp / TENSORS_FILE)
-    (tmp / "state.json").write_text(json.dumps(sealed(meta)), encoding="utf-8")
-    final = run_dir / STATE_DIR
-    if final.exists():
-        old = run_dir / f".state.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    with atomic_dir(Path(run_dir) / STATE_DIR) as tmp:  # a kill between renames leaves .state.old-PID
+        save_file(tensors, str(tmp / TENSORS_FILE))
+        meta["tensors_sha256"] = sha256_file(tmp / TENSORS_FILE)
+        (tmp / "state.json").write_text(json.dumps(sealed(meta)), encoding="utf-8")
 
 
 def find_state(run_dir: Path) -> Path | None:

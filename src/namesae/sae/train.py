@@ -22,6 +22,7 @@ import numpy as np
 
 from namesae.config import config_to_dict
 from namesae.errors import ConfigError, NamesaeError, SpaceMismatchError, StoreError
+from namesae.io import atomic_write_json
 from namesae.sae.config import SAELENS_ARCHITECTURE, TOPK_FAMILY, TrainConfig
 from namesae.sae.data import (
     ResidentStream,
@@ -45,7 +46,6 @@ from namesae.sae.model import (
     header,
     inference_model,
     load_sae,
-    write_json,
     write_saelens_files,
     write_saelens_folder,
 )
@@ -456,7 +456,7 @@ def _finish(member: _Member, st: EmbeddingStore, stopped: bool, dist: Any) -> Tr
                "world_size": dist.world}
     path = None
     if member.run_dir is not None:
-        write_json(member.run_dir / TRAIN_LOG_FILE, member.train_log)
+        atomic_write_json(member.run_dir / TRAIN_LOG_FILE, member.train_log)
         write_saelens_files(model, member.run_dir, info, metrics)
         clear_state(member.run_dir)
         path = member.run_dir

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ import torch
 from torch import Tensor
 
 from namesae.errors import NamesaeError
+from namesae.io import atomic_file, atomic_write_json
 from namesae.steer.core import SteerResult, steer_embeddings
 from namesae.steer.edits import CodeRef, Decode, Edit, Encode, edits_to_json
 
@@ -168,13 +167,10 @@ def write_steer_outputs(out_dir: str | Path, steered: SteeredImages, metadata: M
     r = steered.result
     tensors = {"original": r.original, "edited": r.embeddings, "codes": r.codes, "edited_codes": r.edited_codes}
     tensors = {k: v.detach().float().cpu().clone().contiguous() for k, v in tensors.items()}  # no shared storage
-    tmp = out / f".embeddings.safetensors.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, out / "embeddings.safetensors")
+    with atomic_file(out / "embeddings.safetensors") as tmp:
+        save_file(tensors, str(tmp))
     record = {**meta, "summary": r.summary(), "files": {"side_by_side": grid.name,
               "original": [p.name for p in originals], "edited": [p.name for p in editeds],
               "embeddings": "embeddings.safetensors"}}
-    tmp = out / f".steer.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "steer.json")
+    atomic_write_json(out / "steer.json", record, indent=2, default=str)
     return SteerFiles(grid, originals, editeds, out / "steer.json", out / "embeddings.safetensors")
