@@ -302,7 +302,7 @@ def test_identity_grows_across_checkpoints_in_the_stores(world):
     ({"images_per_template": 0}, "images_per_template must be >= 1"),
     ({"n_dedicated": 200}, "n_dedicated=200 exceeds n_full=160"),
     ({"dim": 32}, "dim=32 is too small for the 41 shared directions"),
-    ({"dim": 48}, "dim=48 leaves 7 dimensions for n_dedicated=32"),
+    ({"dim": 48}, "dim=48 leaves 7 dimensions for 32 identity directions"),
     ({"n_full": 5000}, "n_full=5000 exceeds the 2304 distinct"),
     ({"samples_seen": (10, 5)}, "samples_seen must list"),
     ({"phase_edges": (0.0, 0.5, 0.3, 0.8, 1.0)}, "phase_edges must be"),

@@ -263,6 +263,8 @@ def load_world(world_dir: str | Path) -> World:
     if directions.shape != (len(labels), config.dim):
         raise NamesaeError(f"{path}: directions have shape {directions.shape}, truth.json lists {len(labels)} "
                            f"directions of dim {config.dim}; rewrite the world")
-    names = tuple(NameTruth(**{**rec, "identity_fraction": tuple(rec["identity_fraction"])})
+    names = tuple(NameTruth(**{**rec, "identity_fraction": tuple(rec["identity_fraction"]),
+                                "carried_parts": tuple(rec.get("carried_parts", ())),
+                                "part_owner": tuple(rec.get("part_owner", ()))})
                   for rec in data["names"])
     return World(Truth(config, labels, directions, names, float(data["identity_coherence"])))
