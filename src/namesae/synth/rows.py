@@ -5,7 +5,8 @@ Image row ("generation") of name n from template t (scene_t, style_t), seed j, b
     + h·identity_strength·c_i·u_n + noise_scale·ξ + Σ_p part_carry·s_p·u_p,        ξ ~ N(0, I/d)
 v_g is the name's anchor value, or w.p. (1 - r)^3 a draw from p_g; c_* = max(0.1, 1 + jitter_scale·z), z ~ N(0, 1);
 scene/style are the template's (phases 1-3) or the name's iconic ones (phase 4); u_n and its term only for
-dedicated names, h = 1 in the final stores and h(e_t) at checkpoint t; the last sum runs over the dedicated name
+dedicated names, h = 1 in the final stores and h(e_t) at checkpoint t (an overfit name's iconic scene/style
+likewise enters as h x (iconic - template), so before its identity emerges it follows the template like any name); the last sum runs over the dedicated name
 parts p (strength s_p, direction u_p) that a full name carries (`carried_parts`), at full strength throughout.
 Text row of name n with template t: base + template scene/style + attribute_strength·Σ_g Σ_v p_g(v) e_{g:v}
 + h·identity_strength·u_n + text_noise·ξ (ξ fixed per prompt). Template rows (`template_name`): base + template
@@ -49,11 +50,16 @@ class RowParts:
     prompts: list[str]
     kind: str
     seeds: list[int] | None
+    overfit: np.ndarray | None = None
+    """[N, d] iconic scene/style minus the template's, for rows of overfit names (zero elsewhere); None: none."""
 
     def rows(self, fractions: np.ndarray, space: str) -> StoreRows:
-        """The store with each name's identity at fraction `fractions[name_id]` [n_names] of full strength."""
+        """The store with each name's identity at fraction `fractions[name_id]` [n_names] of full strength; an
+        overfit name ignores its scenario to the same degree (h = 0: it follows the template like any name)."""
         h = np.where(self.name_ids >= 0, fractions[np.maximum(self.name_ids, 0)], 0.0)
         x = self.rest + h[:, None] * self.identity
+        if self.overfit is not None:
+            x = x - (1.0 - h)[:, None] * self.overfit
         x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
         return StoreRows(x, self.names, self.prompts, [self.kind] * len(self.names), self.seeds, space)
 
@@ -69,7 +75,7 @@ def image_parts(truth: Truth) -> RowParts:
     d, per = config.dim, config.images_per_template
     tables = _attribute_tables(truth)
     base = base_vector(truth)
-    rest, ident, ids, names, prompts, seeds = [], [], [], [], [], []
+    rest, ident, over, ids, names, prompts, seeds = [], [], [], [], [], [], []
     for i, rec in enumerate(truth.names):
         rng = rng_for(config, "image", i)
         m = config.n_templates * per
@@ -83,13 +89,18 @@ def image_parts(truth: Truth) -> RowParts:
             chosen = np.where(resample, drawn, anchor)
             coef = np.maximum(0.1, 1.0 + rec.jitter_scale * rng.normal(size=m))
             x += config.attribute_strength * coef[:, None] * tables[group][chosen]
+        delta = np.zeros((m, d))
         for kind, strength in (("scene", config.scene_strength), ("style", config.style_strength)):
+            follow = [f"{kind}:{TEMPLATES[t][1 if kind == 'scene' else 2]}" for t in templates]
             if rec.follows_scenario:
-                labels = [f"{kind}:{TEMPLATES[t][1 if kind == 'scene' else 2]}" for t in templates]
+                labels = follow
             else:
                 labels = [f"{kind}:{rec.iconic_scene if kind == 'scene' else rec.iconic_style}"] * m
             coef = np.maximum(0.1, 1.0 + rec.jitter_scale * rng.normal(size=m))
             x += strength * coef[:, None] * truth.directions[[index[label] for label in labels]]
+            if not rec.follows_scenario:
+                delta += strength * coef[:, None] * (truth.directions[[index[label] for label in labels]]
+                                                     - truth.directions[[index[label] for label in follow]])
         x += rec.noise_scale * rng.normal(size=(m, d)) / np.sqrt(d)
         x += carried_vector(truth, rec)  # dedicated name parts this full name carries (empty for most)
         y = np.zeros((m, d))
@@ -98,11 +109,13 @@ def image_parts(truth: Truth) -> RowParts:
             y = rec.identity_strength * coef[:, None] * truth.directions[rec.identity_direction]
         rest.append(x)
         ident.append(y)
+        over.append(delta)
         ids += [i] * m
         names += [rec.name] * m
         prompts += [TEMPLATES[t][0].format(rec.name) for t in templates]
         seeds += list(range(per)) * config.n_templates
-    return RowParts(np.concatenate(rest), np.concatenate(ident), np.asarray(ids), names, prompts, "image", seeds)
+    return RowParts(np.concatenate(rest), np.concatenate(ident), np.asarray(ids), names, prompts, "image", seeds,
+                    np.concatenate(over))
 
 
 def text_parts(truth: Truth) -> RowParts:
