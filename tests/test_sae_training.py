@@ -51,7 +51,9 @@ def test_fused_jumprelu_step_follows_the_saelens_step(store, monkeypatch, path):
     """Same init and batches: the fused JumpReLU step and SAELens's give the same loss curve (float32, rtol 1e-4)
     and weights, whether the straight-through window is listed pair by pair or summed densely."""
     from namesae.sae import fast_jumprelu
+    from namesae.sae import train as train_module
 
+    monkeypatch.setattr(train_module, "FUSED_JUMPRELU_MIN_FEATURES", 0)  # fused at this small size too
     monkeypatch.setattr(fast_jumprelu, "DENSE_WINDOW_SHARE", 2.0 if path == "pairs" else 0.0)
     taken = []
     init = fast_jumprelu.FusedJumpReLUStep.__init__
@@ -111,9 +113,14 @@ def test_fused_jumprelu_gradients_match_saelens_in_every_loss_mode(loss):
             torch.testing.assert_close(ours[name], value, rtol=0, atol=1e-6 * float(value.abs().max()))
 
 
-def test_pre_activation_loss_falls_back_to_the_saelens_step(store):
+def test_pre_activation_loss_and_small_dictionaries_use_the_saelens_step(store, monkeypatch):
+    from namesae.sae import train as train_module
     from namesae.sae.train import build_trainer, build_training_sae, make_step
 
+    cfg = small(steps=5)  # 2 x N_ATOMS features: below FUSED_JUMPRELU_MIN_FEATURES, SAELens's step is faster
+    trainer = build_trainer(cfg, build_training_sae(cfg, D_IN, 64, "x"), 5, "cpu")
+    assert make_step(cfg, trainer).__class__.__name__ == "function"
+    monkeypatch.setattr(train_module, "FUSED_JUMPRELU_MIN_FEATURES", 0)
     cfg = small(pre_act_loss_coefficient=3e-6, steps=5)
     trainer = build_trainer(cfg, build_training_sae(cfg, D_IN, 64, "x"), 5, "cpu")
     assert make_step(cfg, trainer).__class__.__name__ == "function"

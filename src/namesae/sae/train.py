@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import math
 import shutil
 import time
@@ -186,6 +187,11 @@ def use_fused_adam(trainer: Any) -> None:
         num_cycles=cfg.n_restart_cycles)
 
 
+# Below this many features SAELens's own JumpReLU step is faster on CPU than the fused one (measured at the demo's
+# size, 512 features, batch 512: 8.1 vs 4.4-5.1 steps/s side by side), so "fast" uses it there.
+FUSED_JUMPRELU_MIN_FEATURES = 4096
+
+
 def make_step(config: TrainConfig, trainer: Any) -> Callable[[Any, bool], Any]:
     """The engine's step function: (batch in training units, want_stats) -> StepStats or None."""
     from namesae.sae.fast import FusedTopKStep, StepStats
@@ -193,7 +199,10 @@ def make_step(config: TrainConfig, trainer: Any) -> Callable[[Any, bool], Any]:
     if config.engine == "fast" and config.architecture in TOPK_FAMILY:
         use_fused_adam(trainer)
         return FusedTopKStep(trainer, autocast=config.autocast())
-    if config.engine == "fast" and config.architecture == "jumprelu" and config.pre_act_loss_coefficient is None:
+    # Under torchrun only the fused step reduces gradients over ranks, so it is used at every size there.
+    small = int(trainer.sae.cfg.d_sae) < FUSED_JUMPRELU_MIN_FEATURES and int(os.environ.get("WORLD_SIZE", "1")) < 2
+    if config.engine == "fast" and config.architecture == "jumprelu" and config.pre_act_loss_coefficient is None \
+            and not small:
         from namesae.sae.fast_jumprelu import FusedJumpReLUStep
 
         use_fused_adam(trainer)
