@@ -415,12 +415,13 @@ def _strip(value: Any) -> Any:
 def sae_folder(run: Path) -> dict[str, Any]:
     """What a finished run folder holds, in the form a resumed run must reproduce: weights and cfg as bytes, the
     checkpoints' weights as bytes, metrics / train log / namesae.json without timings (and without the sha256s of
-    the two files that hold timings), and every file name (leftovers of killed runs included)."""
+    the two files that hold timings, and the git commit), and every file name (leftovers of killed runs too)."""
     from namesae.io import sha256_file
 
     info = json.loads((run / "namesae.json").read_text())
     sums = info.pop("checksums")
     info.pop("checksum")
+    info.pop("git_commit")  # provenance: the HEAD of the code that wrote the folder (changes with a commit)
     for file, digest in sums.items():  # the folder verifies: every recorded sha256 matches its file
         if sha256_file(run / file) != digest:
             raise ValueError(f"{run / file}: sha256 differs from namesae.json")
