@@ -18,7 +18,9 @@ group provides the barrier). The merged rows do not depend on the number of proc
 
 Resume: a restarted run skips keys (kind, name, prompt, seed) already in its shard or in the merged store, embeds
 images already on disk without redrawing them (PNGs are written atomically, so one on disk is whole), and draws
-the rest; merging keeps one row per key. A killed run thus never loses nor duplicates a row.
+the rest, in the same batches as an uninterrupted run (a batch that a kill left partly on disk is drawn whole and
+only its missing PNGs written: pixels depend on the batch); merging keeps one row per key. A killed run thus never
+loses nor duplicates a row, and ends with the images and rows of a run that was never killed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -295,12 +298,15 @@ def generate_shard(decoder: Any, encoder: Any, work: Sequence[WorkItem], out: st
                     images: dict[int, Any] = {}
                     fresh = [i for i, item in enumerate(batch) if not (out / item.image).is_file()]
                     if fresh:
-                        drawn = decoder.generate([batch[i].prompt for i in fresh], [batch[i].seed for i in fresh])
-                        for i, image in zip(fresh, drawn):
+                        # Draw the whole batch even when a kill left part of it on disk: a decoder's pixels
+                        # depend on the batch they are drawn in (float rounding), so redrawing only the missing
+                        # images would give other pixels than a run that was never killed.
+                        drawn = decoder.generate([item.prompt for item in batch], [item.seed for item in batch])
+                        for i in fresh:
                             item = batch[i]
-                            write_png(out / item.image, image, {"name": item.name, "prompt": item.prompt,
-                                                                "seed": str(item.seed), "decoder": decoder_meta})
-                            images[i] = image
+                            write_png(out / item.image, drawn[i], {"name": item.name, "prompt": item.prompt,
+                                                                   "seed": str(item.seed), "decoder": decoder_meta})
+                            images[i] = drawn[i]
                     for i, item in enumerate(batch):
                         if i not in images:
                             images[i] = _load_png(out / item.image)
@@ -350,6 +356,11 @@ def merge_generated(out: str | Path, work: Sequence[WorkItem] | None = None, blo
         order = sorted(rows, key=lambda k: (0, position[k], ()) if k in position else (1, 0, k))
         attrs = {k: v for k, v in first.attrs.items()
                  if k not in ("format_version", "space", "dim", "normalized", "rows_committed")}
+        for stale in out.glob(f".{STORE_FILE}.tmp-*"):  # a killed merge's unfinished copy (and its segments)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         with atomic_file(target) as tmp:  # renamed onto image.h5 only once every row is in
             with EmbeddingStore.create(tmp, first.dim, first.space, first.normalized, first.dtype,
                                        chunk_rows=min(4096, max(1, len(order))), overwrite=True, attrs=attrs) as dst:

@@ -169,5 +169,5 @@ def clear_state(run_dir: Path) -> None:
     """Remove the resumable state once the run is finished."""
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
-    for old in run_dir.glob(".state.old-*"):
+    for old in [*run_dir.glob(".state.old-*"), *run_dir.glob(".state.tmp-*")]:  # tmp: a save a kill cut short
         shutil.rmtree(old, ignore_errors=True)
