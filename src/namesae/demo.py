@@ -331,15 +331,21 @@ def _seed_stability(settings: DemoSettings, sae: Any, world_dir: Path, identity:
         summary = add_seed_stability(identity, sae, others, image, settings.features)
     write_identity(identity, out)
     score = score_seed_stability(identity.records, load_truth(world_dir))
-    card.add("stability.dedicated_in_every_seed", score["dedicated_in_every_seed"], at_least=0.9,
-             what=f"planted dedicated names found dedicated by all {summary['n_saes']} SAEs (seeds)")
-    card.add("stability.compositional_in_no_seed", score["compositional_in_no_seed"], at_least=0.95,
-             what="planted compositional names found dedicated by none of the SAEs")
-    card.add("stability.matched_cosine", score["dedicated_matched_cosine"], at_least=0.9,
-             what="planted dedicated names: decoder cosine of the identity feature and its Hungarian match")
-    card.add("stability.seed_agreement", summary["mean_seed_agreement"],
-             what="all names: share of SAEs agreeing with the majority verdict")
+    _add_lines(card, [
+        ("stability.dedicated_in_every_seed", score["dedicated_in_every_seed"], 0.9,
+         f"planted dedicated names found dedicated by all {summary['n_saes']} SAEs (seeds)"),
+        ("stability.compositional_in_no_seed", score["compositional_in_no_seed"], 0.95,
+         "planted compositional names found dedicated by none of the SAEs"),
+        ("stability.matched_cosine", score["dedicated_matched_cosine"], 0.9,
+         "planted dedicated names: decoder cosine of the identity feature and its Hungarian match"),
+        ("stability.seed_agreement", summary["mean_seed_agreement"], None,
+         "all names: share of SAEs agreeing with the majority verdict")])
 
+
+def _add_lines(card: Scorecard, lines: list[tuple[str, Any, float | None, str]]) -> None:
+    """Add (key, value, lower bound or None, what) lines in order."""
+    for key, value, at_least, what in lines:
+        card.add(key, value, at_least=at_least, what=what)
 
 def _absorption(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -> None:
     import dataclasses
@@ -359,16 +365,17 @@ def _absorption(settings: DemoSettings, out: Path, card: Scorecard, progress: bo
     truth = load_truth(world_dir)
     found = score_identity(result.records, truth)
     score = score_absorption(result.records, truth)
-    card.add("absorption.identity_f1", found["f1"], at_least=0.9,
-             what="absorption world: dedicated detection F1 (full names and name parts with their own feature)")
-    card.add("absorption.coverage", score["absorption_coverage"], at_least=0.9,
-             what="planted (full name, dedicated part) pairs whose part feature was found and measured")
-    card.add("absorption.carry_auc", score["absorption_carry_auc"], at_least=0.9,
-             what="compositional full names: a carried part's feature fires more than a part shared by name only")
-    card.add("absorption.dedicated_carried", score["mean_absorption_carried_dedicated"],
-             what="dedicated full names: mean absorption of the parts they carry (1 = part feature silent)")
-    card.add("absorption.compositional_carried", score["mean_absorption_carried_compositional"],
-             what="compositional full names: mean absorption of the parts they carry (the no-absorption level)")
+    _add_lines(card, [
+        ("absorption.identity_f1", found["f1"], 0.9,
+         "absorption world: dedicated detection F1 (full names and name parts with their own feature)"),
+        ("absorption.coverage", score["absorption_coverage"], 0.9,
+         "planted (full name, dedicated part) pairs whose part feature was found and measured"),
+        ("absorption.carry_auc", score["absorption_carry_auc"], 0.9,
+         "compositional full names: a carried part's feature fires more than a part shared by name only"),
+        ("absorption.dedicated_carried", score["mean_absorption_carried_dedicated"], None,
+         "dedicated full names: mean absorption of the parts they carry (1 = part feature silent)"),
+        ("absorption.compositional_carried", score["mean_absorption_carried_compositional"], None,
+         "compositional full names: mean absorption of the parts they carry (the no-absorption level)")])
 
 
 def _groups(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:

@@ -80,6 +80,17 @@ def apply_grads(sae: Any, grads: dict[str, torch.Tensor]) -> None:
             param.grad.copy_(g)
 
 
+def record_firing(trainer: Any, fired: torch.Tensor, dist: Any = None) -> None:
+    """SAETrainer._train_step's bookkeeping from per-feature firing counts [d_sae] of one batch (summed over ranks
+    when data-parallel): steps since each feature fired, firing frequency, samples seen."""
+    if dist is not None:
+        fired = dist.reduce_sum(fired)
+    trainer.n_forward_passes_since_fired += 1
+    trainer.n_forward_passes_since_fired[fired > 0] = 0
+    trainer.act_freq_scores += fired.to(trainer.act_freq_scores.dtype)
+    trainer.n_frac_active_samples += trainer.cfg.train_batch_size_samples
+
+
 def optimizer_step(trainer: Any, sae: Any, grads: dict[str, torch.Tensor], dist: Any = None) -> None:
     """Average gradients over ranks (when data-parallel), set them, clip to norm 1 and step the optimizer and the
     schedules, as SAELens's trainer does after its backward pass."""
@@ -218,14 +229,7 @@ class FusedTopKStep:
             smallest = hv[active].min().to(sae.topk_threshold.dtype)
             sae.topk_threshold = (1 - lr) * sae.topk_threshold + lr * smallest
 
-        # Bookkeeping of SAETrainer._train_step, from the active pairs.
-        fired = torch.bincount(cols[active], minlength=S)
-        if self.dist is not None:
-            fired = self.dist.reduce_sum(fired)
-        tr.n_forward_passes_since_fired += 1
-        tr.n_forward_passes_since_fired[fired > 0] = 0
-        tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
-        tr.n_frac_active_samples += tr.cfg.train_batch_size_samples
+        record_firing(tr, torch.bincount(cols[active], minlength=S), self.dist)  # from the active pairs
 
         ecols, erows, egrad = _cat(enc_cols), _cat(enc_rows), _cat(g_pre)
         grad_b_enc = torch.zeros_like(b_enc).index_add_(0, ecols, egrad)

@@ -34,6 +34,7 @@ from namesae.sae.fast import (
     _sparse_decode,
     encoder_product,
     optimizer_step,
+    record_firing,
 )
 
 # Share of (row, feature) pairs in the union of the active set and the straight-through window above which the
@@ -191,13 +192,7 @@ class FusedJumpReLUStep:
                 g_pre = torch.cat([g_pre, contrib])
 
         # Bookkeeping of SAETrainer._train_step (feature_acts != 0 <=> pre > t >= 0).
-        fired = torch.bincount(cols, minlength=S)
-        if self.dist is not None:
-            fired = self.dist.reduce_sum(fired)
-        tr.n_forward_passes_since_fired += 1
-        tr.n_forward_passes_since_fired[fired > 0] = 0
-        tr.act_freq_scores += fired.to(tr.act_freq_scores.dtype)
-        tr.n_frac_active_samples += tr.cfg.train_batch_size_samples
+        record_firing(tr, torch.bincount(cols, minlength=S), self.dist)
 
         grad_b_enc = torch.zeros_like(b_enc).index_add_(0, enc_cols, g_pre)
         grad_W_dec = _scatter_rows(cols, rows, f, G, S, out=buf.get("g_dec", W_dec.shape, W_dec))
