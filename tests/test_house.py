@@ -20,7 +20,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "namesae"
 ANALYSES = ("identity", "features", "groups", "emergence", "steer", "basis", "search", "report")
 # Files other engineers own in this round; their atomic writes move to namesae.io in their own branches.
-OTHERS = ("identity/", "features.py", "synth/", "demo.py", "store.py")
+# Files still writing on their own (listed by the xfail below). The store package keeps its own protocol on
+# purpose: segment files and the manifest are fsynced, renamed, and the folder fsynced (namesae.store.segments).
+OTHERS = ("identity/", "features.py", "synth/", "demo.py", "store/")
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
