@@ -169,6 +169,18 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+def require_format(data: Any, path: str | Path, kind: str, version: int, fix: str) -> dict[str, Any]:
+    """The top-level object of a result file, refused with one line unless it is an object of `version`."""
+    if not isinstance(data, dict):
+        raise NamesaeError(f"{path}: top level must be an object, got {type(data).__name__}; {fix}")
+    found = data.get("format_version")
+    if found != version:
+        got = "is missing" if "format_version" not in data else f"is {found!r}"
+        raise NamesaeError(f"{path}: field 'format_version' {got}, but this namesae reads {kind} "
+                           f"format_version {version}; {fix} with this namesae")
+    return data
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from namesae.errors import NamesaeError
+from namesae.io import require_format
 
 SCORECARD_FORMAT_VERSION = 1
 _FIX = "re-run `namesae demo` to rewrite it"
@@ -82,13 +83,7 @@ def save_scorecard(card: Any, path: str | Path) -> Path:
 def scorecard_from_dict(data: Any, path: str | Path = "<scorecard.json>") -> ScorecardFile:
     """A ScorecardFile from the content of scorecard.json, checked field by field (one line per problem)."""
     path = Path(path)
-    if not isinstance(data, dict):
-        raise NamesaeError(f"{path}: top level must be an object, got {type(data).__name__}; {_FIX}")
-    version = data.get("format_version")
-    if version != SCORECARD_FORMAT_VERSION:
-        got = "is missing" if "format_version" not in data else f"is {version!r}"
-        raise NamesaeError(f"{path}: field 'format_version' {got}, but this namesae reads scorecard "
-                           f"format_version {SCORECARD_FORMAT_VERSION}; {_FIX} with this namesae")
+    require_format(data, path, "scorecard", SCORECARD_FORMAT_VERSION, _FIX)
     lines = data.get("lines")
     if not isinstance(lines, list):
         raise NamesaeError(f"{path}: field 'lines' must be a list of lines, got {lines!r:.80}; {_FIX}")

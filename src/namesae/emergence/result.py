@@ -14,6 +14,7 @@ from namesae.emergence.config import EmergenceConfig, emergence_config_from_dict
 from namesae.emergence.curves import ChangePoint, PhaseDecision, change_point, decide_phase, emergence_index
 from namesae.emergence.measures import GroupedStats, NameFeatures, PhaseInputs, name_features
 from namesae.errors import NamesaeError
+from namesae.io import require_format
 
 
 @dataclass
@@ -281,13 +282,7 @@ def _check(data: Mapping[str, Any], spec: Mapping[str, str], where: str, path: P
 def emergence_from_dict(data: Any, path: str | Path = "<emergence.json>") -> EmergenceResult:
     """An EmergenceResult from the content of emergence.json, checked field by field (one line per problem)."""
     path = Path(path)
-    if not isinstance(data, dict):
-        raise NamesaeError(f"{path}: top level must be an object, got {type(data).__name__}; {_FIX}")
-    version = data.get("format_version")
-    if version != EMERGENCE_FORMAT_VERSION:
-        got = "is missing" if "format_version" not in data else f"is {version!r}"
-        raise NamesaeError(f"{path}: field 'format_version' {got}, but this namesae reads emergence "
-                           f"format_version {EMERGENCE_FORMAT_VERSION}; {_FIX} with this namesae")
+    require_format(data, path, "emergence", EMERGENCE_FORMAT_VERSION, _FIX)
     _check(data, _TOP, "", path, None)
     t = len(data["labels"])
     if len(data["values"]) != t or len(data["points"]) != t:
