@@ -76,6 +76,7 @@ def identity(
     prior = load_prior_names(prior_names) if prior_names is not None else []
     lads = load_ladders(ladders)
     model = load_sae(sae, device=device)
+    seeds = [load_sae(p, device=device) for p in seed_sae or []]  # refused before any work, not after
     with ExitStack() as stack:
         def opened(path: Path | None) -> EmbeddingStore | None:
             return stack.enter_context(EmbeddingStore.open(path)) if path is not None else None
@@ -89,7 +90,7 @@ def identity(
         if seed_sae:
             from namesae.identity import add_seed_stability
 
-            add_seed_stability(result, model, [load_sae(p) for p in seed_sae], main, fcfg, progress=progress)
+            add_seed_stability(result, model, seeds, main, fcfg, progress=progress)
         meta = {"sae": str(sae), "store": str(store)}
         paths = list(write_identity(result, out, meta))
         if write_features:
