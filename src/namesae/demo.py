@@ -51,6 +51,12 @@ class DemoConfig:
     """SAEs trained with other seeds (1, 2, ...) for the seed-stability lines; 0 skips them."""
     absorption: bool = True
     """Score absorption on a second small world whose name parts own features (see `ABSORPTION_WORLD`)."""
+    icons: int = 64
+    """Feature icons drawn by the tiny decoder for the report (identity features first; 0 draws none)."""
+    group_icons: int = 32
+    """Group icons drawn for the report (the names' feature groups, in name order)."""
+    rows_per_name: int = 4
+    """Image rows per name decoded by the tiny decoder, so the report shows generations and top images."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stability_seeds, bool) or not isinstance(self.stability_seeds, int) or \
@@ -237,11 +243,18 @@ def run_demo(settings: DemoSettings | None = None, out: str | Path = "runs/demo"
     step("basis_search", lambda: _basis_search(settings, sae, world_dir, out, card))
 
     manifest = {"world": "world", "image_store": "world/image.h5", "text_store": "world/text.h5",
-                "truth": "world/truth.json", "sae": "sae", "metrics": "sae/metrics.json",
+                "truth": "world/truth.json", "sae": "sae", "metrics": "sae/metrics.json", "steer": "steer/steer.json",
                 "features": "features.json", "identity": "identity.json", "groups": "groups.json",
                 "emergence": "emergence/emergence.json", "basis": "basis.json", "search": "search.json",
                 "scorecard": "scorecard.json"}
-    _atomic_json(out / "run.json", manifest)
+    from namesae.runs import record_artefact, record_decoder
+
+    for key, rel in manifest.items():
+        record_artefact(out / rel, key, run=out, command="namesae demo")
+    if settings.demo.steer_images:
+        record_decoder(out, "kandinsky22", f"tiny:{out / 'steer' / 'tiny_kandinsky22'}")
+        if settings.demo.icons:
+            step("icons", lambda: _icons(settings, out, card, progress))
     card.seconds["total_before_report"] = time.perf_counter() - start
     card.paths = {k: str(out / v) for k, v in manifest.items()}
     _atomic_json(out / "scorecard.json", card.to_dict())
@@ -500,6 +513,16 @@ def _steer_images(sae: Any, world_dir: Path, name: str, features: list[int], out
             "decoder": info_dict(decoder.info, decoder.settings), "source": source.describe()}
     files = write_steer_outputs(out, steered, meta)
     log.info("demo steer: %s, identity features %s zeroed: %s", name, features, files.grid)
+
+def _icons(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -> None:
+    """Feature and group icons and decoded world rows for the report, drawn by the demo's tiny decoder."""
+    from namesae.report.pictures import draw_run_pictures
+
+    d = settings.demo
+    pictures = draw_run_pictures(out, icons=d.icons, group_icons=d.group_icons, rows_per_name=d.rows_per_name,
+                                 progress=progress)
+    card.paths["icons"] = str(pictures.icons.folder)
+
 
 def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard) -> None:
     from namesae.basis import score_basis_on_world

@@ -202,6 +202,9 @@ def vocab(
     path = write_vocabulary(voc, out, normalized=encoder.normalized)
     counts = {k: sum(x == k for x in voc.kinds) for k in ("first", "last", "full", "phrase")}
     typer.echo(f"basis vocab: {len(voc)} terms {counts} in space {voc.space}")
+    from namesae.cli.options import record
+
+    record(next((p for p in [path] if str(p).endswith(".json")), path), "vocab")
     typer.echo(f"wrote {path}")
 
 
@@ -249,6 +252,9 @@ def paint(
                ", ".join(f"{t.term} ({t.kind}, {t.weight:.3f})" for t in result.terms))
     typer.echo(f"cosine: combination {result.cosine:.4f} (centered {result.centered_cosine:.4f}); re-encoded "
                f"{result.reencoded_cosine:.4f} (centered {result.reencoded_centered_cosine:.4f})")
+    from namesae.cli.options import record
+
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), "basis.paint")
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -291,6 +297,9 @@ def pairs(
     for p in result.pairs[:5]:
         typer.echo(f"  {p.first} {p.last}: re-encoded {p.reencoded_cosine:.4f} "
                    f"(predicted centered {p.predicted_centered_cosine:.4f})")
+    from namesae.cli.options import record
+
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), "basis.pairs")
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -361,6 +370,9 @@ def axes(
         typer.echo(f"  axis {w['axis']}: " + " ... ".join(
             "/".join(t for t, _ in e.get("first", [])[:2]) + " " + "/".join(t for t, _ in e.get("last", [])[:2])
             for e in ends))
+    from namesae.cli.options import record
+
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), "basis.axes")
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -393,4 +405,7 @@ def score(
                    f"{c['reencoded_cosine']:.4f} vs dedicated {d['reencoded_cosine']:.4f} (centered "
                    f"{c['reencoded_centered_cosine']:.4f} vs {d['reencoded_centered_cosine']:.4f}); AUC "
                    f"{result['auc']:.3f}, Mann-Whitney p {result['mannwhitney_p']:.2g}")
+    from namesae.cli.options import record
+
+    record(next((p for p in [path] if str(p).endswith(".json")), path), "basis.score")
     typer.echo(f"wrote {path}")

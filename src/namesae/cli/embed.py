@@ -84,4 +84,7 @@ def embed(
     s = result.summary
     typer.echo(f"embed: {result.written} rows written, {result.skipped} already in the store; store has {s['rows']} "
                f"rows of {s['names']} names, dim {s['dim']}, space {s['space']}")
+    from namesae.cli.options import record, store_key
+
+    record(result.path, store_key(s.get("space")))
     typer.echo(f"wrote {result.path}")

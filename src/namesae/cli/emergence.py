@@ -88,5 +88,8 @@ def emergence(
         keys = ("emergence_within_1", "no_emergence_compositional", "phase_agreement")
         typer.echo("score: " + ", ".join(f"{k} = {score[k]:.3f}" if score[k] is not None else f"{k} = n/a"
                                          for k in keys))
+    from namesae.cli.options import record
+
+    record(out / "emergence.json", "emergence")
     for path in paths.values():
         typer.echo(f"wrote {path}")

@@ -58,5 +58,8 @@ def features(
     alive = int((stats.fire_count > 0).sum())
     typer.echo(f"features: {stats.d_sae} features ({alive} fire), {stats.n_rows} rows, {len(stats.names)} names, "
                f"{len(stats.pair_feature)} (feature, name) pairs")
+    from namesae.cli.options import record
+
+    record(out / "features.json", "features", store=store, sae=sae, vocab=vocab)
     for path in paths:
         typer.echo(f"wrote {path}")

@@ -96,6 +96,10 @@ def generate(
     typer.echo(f"rank {ranks.rank}/{ranks.world}: {shard.generated} images drawn, {shard.embedded_from_disk} "
                f"embedded from disk, {shard.skipped} already done -> {shard.shard}")
     if result.store is not None:
+        from namesae.cli.options import record
+
+        record(result.store, "image_store")
+        record(out / "generate.json", "generate")
         typer.echo(f"wrote {result.summary['rows']} rows to {result.store}, images under {out / 'images'}, "
                    f"{out / 'generate.json'}")
     elif ranks.rank == 0 and not ranks.launched:

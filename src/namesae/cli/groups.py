@@ -164,5 +164,8 @@ def groups(
                                   "" if g["label"] is None else g["label"])))
                 for g in payload["groups"] for f, w in zip(g["features"], g["weights"])]
         _write(out / "groups.csv", csv_text(rows, fields))
+        from namesae.cli.options import record
+
+        record(out / "groups.json", "groups", store=store, sae=sae)
         typer.echo(f"wrote {out / 'groups.json'}", err=as_json)
         typer.echo(f"wrote {out / 'groups.csv'}", err=as_json)

@@ -108,5 +108,11 @@ def identity(
                    f"{ab['mean_absorption_dedicated']:.3f}, absorbed share {ab['absorbed_share_dedicated']:.3f}")
     for note in result.notes:
         typer.echo(f"note: {note}")
+    from namesae.cli.options import record
+
+    record(out / "identity.json", "identity", store=store, sae=sae, image_store=image_store, text_store=text_store)
+    if write_features:
+        record(out / "features.json", "features", store=store, sae=sae)
+    record(sae, "sae")
     for path in paths:
         typer.echo(f"wrote {path}")

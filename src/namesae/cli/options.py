@@ -12,3 +12,24 @@ def device_option(what: str) -> Any:
     `namesae.devices.resolve_device` first, so a bad or missing device is refused before anything loads."""
     return typer.Option("cpu", "--device", help=f"Torch device {what}: cpu (default), cuda, cuda:N, mps or "
                         "auto (cuda when available, else cpu).")
+
+
+def store_key(space: str | None) -> str:
+    """The run.json key of an embedding store by its space: image_store, text_store or dino_store."""
+    space = space or ""
+    if space.startswith("dinov2:"):
+        return "dino_store"
+    return "text_store" if space.endswith(":text") else "image_store"
+
+
+def record(output: Any, key: str, **inputs: Any) -> None:
+    """Record a command's artefact in its run folder's run.json (namesae.runs); a failure is a warning only."""
+    import logging
+
+    from namesae.errors import NamesaeError
+    from namesae.runs import record_artefact
+
+    try:
+        record_artefact(output, key, inputs=inputs or None)
+    except (NamesaeError, OSError) as err:  # the artefact itself is written; say why the record is not
+        logging.getLogger("namesae.runs").warning("%s not recorded in run.json: %s", output, err)

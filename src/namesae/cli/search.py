@@ -132,6 +132,9 @@ def drive(
         typer.echo(f"  {s.start_prompt!r} ({s.start_activation:.4f}) -> {s.best_prompt!r} ({s.best_activation:.4f})")
         for st in s.steps:
             typer.echo(f"    step {st.step}: {st.edit}  +{st.gain:.4f}")
+    from namesae.cli.options import record
+
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), "search.drive")
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -172,6 +175,9 @@ def cancel(
         typer.echo(f"  + {a.addition!r}: drop {a.drop_fraction:.1%}, cosine {a.cosine:.4f}, rest {a.rest_cosine:.4f}")
     if len(result.path) > 1:
         typer.echo(f"  stacked: {result.path[-1].prompt!r} ({result.path[-1].activation:.4f})")
+    from namesae.cli.options import record
+
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), "search.cancel")
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -241,6 +247,9 @@ def contrast(
     for r in rows[:5]:
         typer.echo(f"  feature {r['feature']}{' ' + r['label'] if labels else ''}: d {r['cohen_d']:+.3f} "
                    f"(diff {r['diff']:+.4f})")
+    from namesae.cli.options import record
+
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), "search.contrast")
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -271,4 +280,7 @@ def score(
     typer.echo(f"search score ({result['dictionary']} dictionary): triggers found {t['found']}/{t['of']} (top-1 "
                f"{t['top1']}), cancellers found {c['found']}/{c['of']}, contrast recovered "
                f"{result['contrast']['found']}")
+    from namesae.cli.options import record
+
+    record(next((p for p in [path] if str(p).endswith(".json")), path), "search.score")
     typer.echo(f"wrote {path}")

@@ -140,4 +140,7 @@ def steer(
     summary = steered.result.summary()
     typer.echo(f"steered {source.kind} {source.value!r} with {len(edits)} edit(s): cosine to original "
                f"{summary['cosine_to_original'][0]:.4f}, {summary['features_changed'][0]} feature(s) changed")
+    from namesae.cli.options import record
+
+    record(files.record, "steer" if name is None else f"steer.{name}", sae=sae_dir, store=store)
     typer.echo(f"wrote {files.grid} (original | edited, seeds {seed_list}), {files.record}")

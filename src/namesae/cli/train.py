@@ -118,4 +118,8 @@ def report(sae, out: Path, prefix: str = "") -> None:
     typer.echo(f"{prefix}train: {sae.architecture} SAE, d_in {sae.d_in}, d_sae {sae.d_sae}, step {sae.step}; "
                f"{m.get('split', 'heldout')} rows {m.get('rows')}: explained variance {num('explained_variance', 4)}, "
                f"mean L0 {num('mean_l0', 2)}, dead {num('dead_fraction', 3)}, dense {num('dense_fraction', 3)}")
+    from namesae.cli.options import record
+
+    record(out, "sae" if not prefix else f"sae.{prefix.strip(': ')}")
+    record(out / "metrics.json", "metrics" if not prefix else f"metrics.{prefix.strip(': ')}")
     typer.echo(f"wrote {out} (metrics: {out / 'metrics.json'})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +54,10 @@ def scatter_plot(
         ax.scatter(x[highlight], y[highlight], s=40, facecolors="none", edgecolors="#de2d26",
                    linewidths=1.0, label="dedicated")
         ax.legend(loc="best", fontsize=8)
-    if annotate is not None:
-        # Label the extremes only: a thousand labels would be unreadable.
-        order = np.argsort(np.asarray(y))
-        for i in list(order[:4]) + list(order[-4:]):
-            ax.annotate(annotate[i], (x[i], y[i]), fontsize=7, alpha=0.8)
     if logx:
         ax.set_xscale("log")
+    if annotate is not None:
+        place_labels(fig, ax, np.asarray(x, dtype=float), np.asarray(y, dtype=float), list(annotate))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -67,6 +65,29 @@ def scatter_plot(
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def place_labels(fig: Any, ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str], max_labels: int = 24) -> int:
+    """Label points without overlap: extremes first (of y, then x), each label kept only when its box touches no
+    label already placed; returns how many were placed (the rest are in the report's tables)."""
+    order: list[int] = []
+    for idx in (np.argsort(y), np.argsort(x)):
+        for pair in zip(idx, idx[::-1]):
+            order.extend(int(i) for i in pair if int(i) not in order)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for i in order:
+        if len(placed) == max_labels:
+            break
+        text = ax.annotate(labels[i], (x[i], y[i]), xytext=(3, 3), textcoords="offset points", fontsize=7,
+                           alpha=0.85)
+        box = text.get_window_extent(renderer).expanded(1.05, 1.15)
+        if any(box.overlaps(other) for other in placed) or not ax.bbox.contains(box.x0, box.y0):
+            text.remove()
+        else:
+            placed.append(box)
+    return len(placed)
 
 
 def thumbnail_map(coords: np.ndarray, path: Path, title: str, thumbnails: dict[int, str],
@@ -125,9 +146,11 @@ def svg_histogram(values: np.ndarray, bins: int = 24, width: int = 320, height: 
 
 
 def svg_curve(xs: Sequence[float], ys: Sequence[float], width: int = 360, height: int = 150,
-              marker: float | None = None, x_label: str = "", y_label: str = "") -> str:
-    """An inline SVG line chart of y over x (y in [0, 1]) with both axes, their ticks and labels, and an optional
-    vertical marker at x = `marker`. Points where y is NaN (not measured) are left out of the line."""
+              marker: float | None = None, x_label: str = "", y_label: str = "",
+              threshold: float | None = None) -> str:
+    """An inline SVG line chart of y over x (y in [0, 1]) with both axes, their ticks and labels, an optional
+    vertical marker at x = `marker` and a dashed horizontal line at y = `threshold` (the dedication threshold).
+    Points where y is NaN (not measured) are left out of the line."""
     xs = np.asarray(xs, dtype=np.float64)
     ys = np.asarray(ys, dtype=np.float64)
     if xs.size == 0:
@@ -149,6 +172,12 @@ def svg_curve(xs: Sequence[float], ys: Sequence[float], width: int = 360, height
     if marker is not None and np.isfinite(marker):
         mark = (f'<line x1="{px(marker):.1f}" x2="{px(marker):.1f}" y1="{top}" y2="{height - bottom}" '
                 'stroke="#999" stroke-dasharray="3"/>')
+    if threshold is not None and np.isfinite(threshold):
+        mark += (f'<line class="threshold" x1="{left}" x2="{width - right}" y1="{py(threshold):.1f}" '
+                 f'y2="{py(threshold):.1f}" stroke="#3182bd" stroke-dasharray="4 2"><title>dedication threshold '
+                 f'tau_p x tau_r = {threshold:.2f}</title></line>'
+                 f'<text x="{width - right}" y="{py(threshold) - 3:.1f}" font-size="9" text-anchor="end" '
+                 f'fill="#3182bd">threshold {threshold:.2f}</text>')
     x0, y0 = left, height - bottom
     ticks = "".join(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{y0}" y2="{y0 + 3}" stroke="#444"/>'
                     for x in xs)

@@ -27,7 +27,11 @@ import numpy as np
 
 from namesae.errors import NamesaeError
 from namesae.io import CHECKSUM_KEY, atomic_dir, atomic_write_json, check_sealed
-from namesae.report import plots
+from namesae.report import pages, plots
+from namesae.report.glossary import GLOSSARY, define
+from namesae.report.pictures import group_label
+from namesae.runs import RunManifest, read_run
+from namesae.steer.icons import IconIndex, RowImages
 from namesae.scorecard import ScorecardFile, load_scorecard
 
 if TYPE_CHECKING:  # namesae.emergence imports torch: loaded only when a run has emergence.json
@@ -47,6 +51,8 @@ DEFAULT_ARTEFACTS = {
     "search": "search.json",
     "image_store": "world/image.h5",
     "sae": "sae",
+    "icons": "icons/icons.json",
+    "row_images": "row_images/row_images.json",
 }
 REPORT_MARKER = ".namesae-report"
 # The phase colours and labels of namesae.emergence.plots (kept in step by tests/test_house.py; not imported from
@@ -128,19 +134,14 @@ def _check_records(records: list[dict], path: Path, key: str, kinds: tuple[type,
                                f"{' or '.join(k.__name__ for k in kinds)}; re-run the step that wrote it")
 
 
-def _manifest(run_dir: Path) -> dict[str, str]:
-    """run.json's artefact paths ({artefact: path relative to the run folder}), checked field by field."""
-    path = run_dir / "run.json"
-    data = _read_json(path, (dict,)) or {}
-    out = {}
-    for key, value in data.items():
-        if key not in DEFAULT_ARTEFACTS:
-            continue  # run.json also records artefacts the report does not show
-        if not isinstance(value, str) or not value:
-            raise NamesaeError(f"{path}: field {key!r} must be a path relative to the run folder, got {value!r}; "
-                               "fix it or delete run.json to use the default names")
-        out[key] = value
-    return out
+def _merged(manifest: RunManifest, prefix: str, default: Path) -> dict[str, Any]:
+    """The JSON of every artefact `prefix` / `prefix.*` (e.g. basis.paint, basis.pairs) merged into one object."""
+    found = manifest.with_prefix(prefix)
+    if not found:
+        return _read_json(default, (dict,)) or {}
+    if list(found) == [prefix]:
+        return _read_json(found[prefix].path, (dict,)) or {}
+    return {key: _read_json(a.path) for key, a in sorted(found.items()) if a.path.is_file()}
 
 
 def feature_id(item: Any) -> int | None:
@@ -170,7 +171,7 @@ def _environment():
         autoescape=jinja2.select_autoescape(["html"], default=True),
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["fmt"] = _fmt
+    env.filters["fmt"] = pages.rounded
     env.filters["fid"] = feature_id
     env.globals["phase_colours"] = PHASE_COLOURS  # the phase map's colours, as in emergence's PNG
     return env
@@ -182,9 +183,10 @@ class _Run:
     def __init__(self, run_dir: Path) -> None:
         if not run_dir.is_dir():
             raise NamesaeError(f"{run_dir}: run directory not found; pass the --out folder of a namesae run")
-        manifest = _manifest(run_dir)
+        manifest = read_run(run_dir)
         self.dir = run_dir
-        self.paths = {k: run_dir / manifest.get(k, v) for k, v in DEFAULT_ARTEFACTS.items()}
+        self.paths = {k: manifest.path(k) or run_dir / v for k, v in DEFAULT_ARTEFACTS.items()}
+        self.dino_store = manifest.path("dino_store")
         self.scorecard: ScorecardFile | None = (load_scorecard(self.paths["scorecard"])
                                                 if self.paths["scorecard"].is_file() else None)
         self.metrics = _read_json(self.paths["metrics"], (dict,)) or {}
@@ -205,8 +207,12 @@ class _Run:
             from namesae.emergence.result import EmergenceResult
 
             self.emergence = EmergenceResult.load(self.paths["emergence"])
-        self.basis = _read_json(self.paths["basis"]) or {}
-        self.search = _read_json(self.paths["search"]) or {}
+        self.basis = _merged(manifest, "basis", self.paths["basis"])
+        self.search = _merged(manifest, "search", self.paths["search"])
+        self.icons = IconIndex.load(self.paths["icons"].parent) if self.paths["icons"].is_file() else None
+        self.row_images = RowImages.load(self.paths["row_images"]) if self.paths["row_images"].is_file() else None
+        self.steer = [_read_json(a.path, (dict,)) | {"_dir": str(a.path.parent)}
+                      for _, a in sorted(manifest.with_prefix("steer").items()) if a.path.is_file()]
         truth = _read_json(self.paths["truth"]) or {}
         self.truth = {str(r["name"]): r for r in _records(truth, ("names",)) if "name" in r}
         if not self.identity and not self.features and self.scorecard is None:
@@ -253,44 +259,53 @@ def confined_image(root: Path, relative: str) -> tuple[Path | None, bool]:
     return (path if path.is_file() else None), False
 
 
-def _image_rows(store_path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Image paths per name and each name's medoid image, when the store holds images on disk.
+def _image_rows(store_path: Path, rendered: RowImages | None = None
+                ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], dict[int, dict[str, Any]]]:
+    """Images per name (captioned: row, path, prompt, seed), each name's medoid image, and every row's image.
 
-    Only files inside the store's folder are used: a path that leads outside it is skipped with a warning.
+    The store's own image files are used (only those inside the store's folder: a path that leads outside it is
+    skipped with a warning); a store without them uses the rows `namesae icons` decoded (row_images.json).
     """
     from namesae.store import EmbeddingStore
 
     if not store_path.is_file():
-        return {}, {}
+        return {}, {}, {}
     root = store_path.parent.resolve()
     with EmbeddingStore.open(store_path) as store:
         images = store.images
-        if images is None:
-            return {}, {}
-        by_name: dict[str, list[str]] = {}
+        if images is None and rendered is None:
+            return {}, {}, {}
+        seeds, prompts = store.seeds, store.prompts
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        by_row: dict[int, dict[str, Any]] = {}
         medoids: dict[str, str] = {}
         outside: list[str] = []
         for name, rows in store.name_index().items():
             found = {}
             for r in rows:
-                if not images[r]:
-                    continue
-                path, leaves = confined_image(root, str(images[r]))
-                if leaves:
-                    outside.append(str(images[r]))
+                r = int(r)
+                path = None
+                if images is not None and images[r]:
+                    path, leaves = confined_image(root, str(images[r]))
+                    if leaves:
+                        outside.append(str(images[r]))
+                if path is None and rendered is not None and rendered.file(r) is not None:
+                    path = rendered.file(r) if rendered.file(r).is_file() else None
                 if path is not None:
                     found[r] = path
+                    by_row[r] = {"row": r, "path": str(path), "name": name, "prompt": str(prompts[r]),
+                                 "seed": int(seeds[r]) if seeds is not None else None}
             rows = list(found)
             if not rows:
                 continue
-            by_name[name] = [str(found[r]) for r in rows]
+            by_name[name] = [by_row[r] for r in rows]
             x = store.read_rows(rows)
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-            medoids[name] = by_name[name][int(np.argmax((x @ x.T).sum(axis=1)))]
+            medoids[name] = str(found[rows[int(np.argmax((x @ x.T).sum(axis=1)))]])
     if outside:
         log.warning("%s: skipped %d image path(s) that lead outside the store's folder %s (e.g. %r)",
                     store_path, len(outside), root, outside[0])
-    return by_name, medoids
+    return by_name, medoids, by_row
 
 
 def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None = None, seed: int = 0,
@@ -387,62 +402,126 @@ def check_report_out(out: Path, run_dir: Path) -> None:
                                f"{REPORT_MARKER}); nothing was deleted; use a new or empty folder")
 
 
+def _alive(feat: dict) -> bool:
+    count = feat.get("fire_count")
+    return not isinstance(count, (int, float)) or count > 0
+
+
+def _copy_icons(run: _Run, out: Path) -> tuple[dict[int, str], dict[str, str]]:
+    """Copy the run's icons into the site (icons/); feature id -> and group label -> site-relative file."""
+    import shutil
+
+    if run.icons is None:
+        return {}, {}
+    (out / "icons").mkdir()
+    feats, groups = {}, {}
+    for table, entries, lookup in ((feats, run.icons.features, run.icons.feature_file),
+                                   (groups, run.icons.groups, run.icons.group_file)):
+        for key in entries:
+            src = lookup(key)
+            if src is not None and src.is_file():
+                shutil.copyfile(src, out / "icons" / src.name)
+                table[key] = "icons/" + src.name
+    return feats, groups
+
+
+def _steer_for(run: _Run, name: str, depth_out: Path, out: Path) -> list[dict[str, Any]]:
+    """The steering results of a name: its side-by-side image (copied into the site) and its edits."""
+    import shutil
+
+    found = []
+    for i, rec in enumerate(run.steer):
+        source = rec.get("source") if isinstance(rec.get("source"), dict) else {}
+        if source.get("kind") != "name" or source.get("value") != name:
+            continue
+        files = rec.get("files") if isinstance(rec.get("files"), dict) else {}
+        grid = Path(rec["_dir"]) / str(files.get("side_by_side", "side_by_side.png"))
+        image = None
+        if grid.is_file():
+            (out / "steer").mkdir(exist_ok=True)
+            target = out / "steer" / f"s{i:03d}.png"
+            shutil.copyfile(grid, target)
+            image = os.path.relpath(target, depth_out)
+        found.append({"image": image, "edits": pages.edit_text(rec.get("edits") or []),
+                      "seeds": rec.get("seeds"), "summary": rec.get("summary") or {}})
+    return found
+
+
 def _write_site(run: _Run, out: Path, max_feature_pages: int) -> ReportResult:
     env = _environment()
     (out / "names").mkdir(parents=True)
     (out / "features").mkdir()
     (out / "plots").mkdir()
+    (out / "style.css").write_text(env.get_template("style.css").render(), encoding="utf-8")
 
     identity = sorted(run.identity, key=lambda r: str(r.get("name", "")))
     name_pages = {str(r.get("name")): f"names/n{i:05d}.html" for i, r in enumerate(identity)}
     features = sorted(run.features, key=lambda r: feature_id(r) if feature_id(r) is not None else -1)
-    features = [f for f in features if feature_id(f) is not None][:max_feature_pages]
+    n_dead = sum(not _alive(f) for f in features)
+    features = [f for f in features if feature_id(f) is not None and _alive(f)][:max_feature_pages]
     feature_pages = {feature_id(f): f"features/f{feature_id(f):06d}.html" for f in features}
-    images, medoids = _image_rows(run.paths["image_store"])
+    images, medoids, row_images = _image_rows(run.paths["image_store"], run.row_images)
+    owners = pages.identity_owners(identity)
+    titles = {feature_id(f): pages.feature_title(f, owners.get(feature_id(f), [])) for f in features}
+    icons, group_icons = _copy_icons(run, out)
 
     plot_files = _site_plots(run, identity, out / "plots", medoids)
 
-    def rel_image(path: str, depth: int) -> str:
-        return os.path.relpath(path, out if depth == 0 else out / "names")
+    def rel(path: str) -> str:
+        return os.path.relpath(path, out / "names")
 
+    common = {"glossary": GLOSSARY, "define": define, "titles": titles}
     series = run.emergence.by_name() if run.emergence is not None else {}
+    tau = run.emergence.config.tau_p * run.emergence.config.tau_r if run.emergence is not None else None
     for rec in identity:
         name = str(rec.get("name"))
-        emerg, curve = _emergence_entry(run.emergence, series.get(name))
+        emerg, curve = _emergence_entry(run.emergence, series.get(name), tau)
         attrs = rec.get("attributes") if isinstance(rec.get("attributes"), dict) else {}
+        groups = _name_groups(run.groups, name)
         page = env.get_template("name.html").render(
             title=name, root="..", rec=rec, scalars=[(k, rec.get(k)) for k in SCALAR_FIELDS if k in rec],
             zscores=sorted((k, v) for k, v in rec.items() if k.startswith("z_")),
-            attributes=attrs, feature_pages={k: "../" + v for k, v in feature_pages.items()},
-            groups=_name_groups(run.groups, name), emergence=emerg, curve=curve,
-            truth=run.truth.get(name), medoid=rel_image(medoids[name], 1) if name in medoids else None,
-            basis=[entry for _, entry in entries_with(run.basis, "name", name)],
-            images=[rel_image(p, 1) for p in images.get(name, [])[:16]],
+            attributes=pages.attribute_rows(attrs), feature_pages={k: "../" + v for k, v in feature_pages.items()},
+            groups=[{**g, "icon": "../" + group_icons[label] if label in group_icons else None}
+                    for g, label in ((g, group_label(name, i)) for i, g in enumerate(groups, 1))],
+            emergence=emerg, curve=curve,
+            truth=run.truth.get(name), medoid=rel(medoids[name]) if name in medoids else None,
+            basis=pages.basis_entries([entry for _, entry in entries_with(run.basis, "name", name)]),
+            images=[{**im, "src": rel(im["path"])} for im in images.get(name, [])[:16]],
             absorption=[a for a in rec.get("absorption") or [] if isinstance(a, dict)],
             name_pages={k: "../" + v for k, v in name_pages.items()},
             seed_stability=rec.get("seed_stability") if isinstance(rec.get("seed_stability"), dict) else None,
+            icons={k: "../" + v for k, v in icons.items()}, steer=_steer_for(run, name, out / "names", out),
+            **common,
         )
         (out / name_pages[name]).write_text(page, encoding="utf-8")
 
     for feat in features:
         fid = feature_id(feat)
         acts = feat.get("histogram_values") or feat.get("activations") or []
+        top_images = [{**row_images[r["row"]], "activation": r.get("activation"),
+                       "src": os.path.relpath(row_images[r["row"]]["path"], out / "features")}
+                      for r in feat.get("top_rows") or [] if isinstance(r, dict) and r.get("row") in row_images]
         page = env.get_template("feature.html").render(
-            title=f"feature {fid}", root="..", feat=feat, fid=fid,
+            title=f"feature {fid}: {titles[fid].text}", root="..", feat=feat, fid=fid, ftitle=titles[fid],
             stats=[(k, v) for k, v in feat.items() if isinstance(v, (int, float, str, bool)) and k != "feature"],
             histogram=plots.svg_histogram(np.asarray(acts, dtype=float)) if acts else "",
             name_pages={k: "../" + v for k, v in name_pages.items()},
             search=[(where, entry) for where, entry in entries_with(run.search, "feature", fid)
                     if "planted_dictionary" not in where],
+            icon="../" + icons[fid] if fid in icons else None, top_images=top_images[:16], **common,
         )
         (out / feature_pages[fid]).write_text(page, encoding="utf-8")
 
+    (out / "glossary.html").write_text(env.get_template("glossary.html").render(
+        title="glossary", root=".", terms=sorted(GLOSSARY.items(), key=lambda kv: kv[1][0].lower()),
+        label_margin=pages.LABEL_MARGIN, label_cosine=pages.LABEL_COSINE, **common), encoding="utf-8")
     index = env.get_template("index.html").render(
         title="namesae report", root=".", scorecard=run.scorecard, metrics=_flatten(run.metrics),
         phase_table=_phase_table(run.emergence, name_pages), phase_labels=PHASE_LABELS,
         identity_summary=run.identity_summary,
         identity=identity, name_pages=name_pages, features=features, feature_pages=feature_pages,
-        plots=plot_files, run_dir=str(run.dir),
+        plots=plot_files, run_dir=str(run.dir), icons=icons, n_dead=n_dead, **common,
     )
     (out / "index.html").write_text(index, encoding="utf-8")
     return ReportResult(out / "index.html", len(identity), len(features), plot_files)
@@ -503,7 +582,8 @@ def _site_plots(run: _Run, identity: list[dict], out: Path, medoids: dict[str, s
     return made
 
 
-def _emergence_entry(result: EmergenceResult | None, series: Any) -> tuple[dict[str, Any] | None, str]:
+def _emergence_entry(result: EmergenceResult | None, series: Any, tau: float | None = None
+                     ) -> tuple[dict[str, Any] | None, str]:
     """A name page's emergence section (index, change point, phase per point) and its inline dedication curve."""
     if result is None or series is None:
         return None, ""
@@ -514,7 +594,7 @@ def _emergence_entry(result: EmergenceResult | None, series: Any) -> tuple[dict[
                         for label, value, phase, ded in zip(result.labels, result.values, series.phase,
                                                             series.dedication)]}
     curve = plots.svg_curve(result.values, [np.nan if d is None else d for d in series.dedication],
-                            marker=series.emergence_value, x_label=result.axis, y_label="dedication")
+                            marker=series.emergence_value, x_label=result.axis, y_label="dedication", threshold=tau)
     return entry, curve
 
 
