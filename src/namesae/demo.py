@@ -522,6 +522,10 @@ def _icons(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -
     pictures = draw_run_pictures(out, icons=d.icons, group_icons=d.group_icons, rows_per_name=d.rows_per_name,
                                  progress=progress)
     card.paths["icons"] = str(pictures.icons.folder)
+    if pictures.row_images is not None and pictures.row_images.rows:
+        from namesae.report.pictures import embed_rendered_rows
+
+        card.paths["dino_store"] = str(embed_rendered_rows(out))  # the report's DINOv2-vs-CLIP rigidity plot
 
 
 def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard) -> None:

@@ -91,6 +91,7 @@ def identity(
             from namesae.identity import add_seed_stability
 
             add_seed_stability(result, model, seeds, main, fcfg, progress=progress)
+        space = main.space
         meta = {"sae": str(sae), "store": str(store)}
         paths = list(write_identity(result, out, meta))
         if write_features:
@@ -113,6 +114,11 @@ def identity(
     record(out / "identity.json", "identity", store=store, sae=sae, image_store=image_store, text_store=text_store)
     if write_features:
         record(out / "features.json", "features", store=store, sae=sae)
-    record(sae, "sae")
+    from namesae.runs import run_folder_for
+
+    folder = run_folder_for(out / "identity.json")  # the inputs are this run's SAE and store, wherever they live
+    record(sae, "sae", run=folder)
+    record(image_store or store, "image_store" if image_store or not space.endswith(":text") else "text_store",
+           run=folder)
     for path in paths:
         typer.echo(f"wrote {path}")

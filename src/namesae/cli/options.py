@@ -22,14 +22,15 @@ def store_key(space: str | None) -> str:
     return "text_store" if space.endswith(":text") else "image_store"
 
 
-def record(output: Any, key: str, **inputs: Any) -> None:
-    """Record a command's artefact in its run folder's run.json (namesae.runs); a failure is a warning only."""
+def record(output: Any, key: str, run: Any = None, **inputs: Any) -> None:
+    """Record a command's artefact in its run folder's run.json (namesae.runs; `run`: that folder, else found from
+    the output); a failure is a warning only."""
     import logging
 
     from namesae.errors import NamesaeError
     from namesae.runs import record_artefact
 
     try:
-        record_artefact(output, key, inputs=inputs or None)
+        record_artefact(output, key, run=run, inputs=inputs or None)
     except (NamesaeError, OSError) as err:  # the artefact itself is written; say why the record is not
         logging.getLogger("namesae.runs").warning("%s not recorded in run.json: %s", output, err)

@@ -166,3 +166,26 @@ def draw_run_pictures(run_dir: str | Path, *, pipeline: str | None = None, model
                         inputs={"store": store_path})
     drawn = sum(1 for _ in index.features)  # every indexed icon exists now
     return RunPictures(index, rows_drawn, time.perf_counter() - start, drawn)
+
+
+def embed_rendered_rows(run_dir: str | Path, model: str = "tiny", device: str = "cpu") -> Path:
+    """Embed a run's decoded row images with DINOv2 into RUN/row_images/dino.h5 (for the DINOv2-vs-CLIP
+    rigidity plot); recorded in run.json as "dino_store"."""
+    from namesae.encoders import load_dino
+    from namesae.steer.icons import RowImages
+    from namesae.store import EmbeddingStore
+
+    run_dir = Path(run_dir)
+    index_path = read_run(run_dir).path("row_images") or run_dir / "row_images" / "row_images.json"
+    if not index_path.is_file():
+        raise NamesaeError(f"{run_dir}: no row images to embed; run `namesae icons --run {run_dir}` first")
+    rows = RowImages.load(index_path)
+    items = sorted(rows.rows.items())
+    encoder = load_dino(model, device=device)
+    x = encoder.encode_images([rows.folder / e["file"] for _, e in items])
+    out = rows.folder / "dino.h5"
+    with EmbeddingStore.create(out, encoder.dim, encoder.space("image"), normalized=True, overwrite=True) as store:
+        store.append(x, [e["name"] for _, e in items], [e["prompt"] for _, e in items], "image",
+                     [int(e["seed"]) for _, e in items], [e["file"] for _, e in items])
+    record_artefact(out, "dino_store", run=run_dir)
+    return out

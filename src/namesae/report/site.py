@@ -31,8 +31,8 @@ from namesae.report import pages, plots
 from namesae.report.glossary import GLOSSARY, define
 from namesae.report.pictures import group_label
 from namesae.runs import RunManifest, read_run
-from namesae.steer.icons import IconIndex, RowImages
 from namesae.scorecard import ScorecardFile, load_scorecard
+from namesae.steer.icons import IconIndex, RowImages
 
 if TYPE_CHECKING:  # namesae.emergence imports torch: loaded only when a run has emergence.json
     from namesae.emergence.result import EmergenceResult
@@ -308,24 +308,20 @@ def _image_rows(store_path: Path, rendered: RowImages | None = None
     return by_name, medoids, by_row
 
 
-def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None = None, seed: int = 0,
-                   max_thumbnails: int = 40) -> list[str]:
-    """t-SNE maps of per-name mean image embeddings: coloured by name with medoid thumbnails (when images exist),
-    by within-name similarity, and by the first name's US peak decade (when at least 5 names are known)."""
+def name_rigidity(store_path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(names, mean unit image embedding per name, mean within-name pairwise cosine) of a store's image rows."""
     from namesae.store import EmbeddingStore
 
-    if not store_path.is_file():
-        return []
+    if store_path is None or not store_path.is_file():
+        return None
     with EmbeddingStore.open(store_path) as store:
         rows = store.select(kind="image")
         if len(rows) == 0:
-            return []
+            return None
         x = store.read_rows(rows)
         names = store.names[rows].astype(str)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     uniq, inverse = np.unique(names, return_inverse=True)
-    if len(uniq) < 5:
-        return []
     means = np.zeros((len(uniq), x.shape[1]))
     np.add.at(means, inverse, x)
     counts = np.bincount(inverse)
@@ -333,6 +329,35 @@ def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None =
     # Mean pairwise cosine within a name equals (|sum|^2 - m) / (m (m - 1)) for unit rows.
     sums_sq = (means * counts[:, None]) ** 2
     within = np.where(counts > 1, (sums_sq.sum(1) - counts) / np.maximum(counts * (counts - 1), 1), np.nan)
+    return uniq, means, within
+
+
+def _dino_clip_plot(run: _Run, identity: list[dict], out: Path) -> list[str]:
+    """Per name, rigidity (mean within-name cosine) in DINOv2 space against CLIP space, when both stores exist."""
+    clip, dino = name_rigidity(run.paths["image_store"]), name_rigidity(run.dino_store)
+    if clip is None or dino is None:
+        return []
+    c, d = dict(zip(clip[0], clip[2])), dict(zip(dino[0], dino[2]))
+    names = [n for n in sorted(set(c) & set(d)) if np.isfinite(c[n]) and np.isfinite(d[n])]
+    if len(names) < 3:
+        return []
+    dedicated = {str(r.get("name")) for r in identity if r.get("dedicated")}
+    plots.scatter_plot(np.array([c[n] for n in names]), np.array([d[n] for n in names]), out / "rigidity_dino_clip.png",
+                       "rigidity in CLIP space (mean within-name cosine)",
+                       "rigidity in DINOv2 space (mean within-name cosine)",
+                       "Rigidity of names' generations: DINOv2 against CLIP",
+                       highlight=np.array([n in dedicated for n in names]), annotate=names)
+    return ["rigidity_dino_clip.png"]
+
+
+def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None = None, seed: int = 0,
+                   max_thumbnails: int = 40) -> list[str]:
+    """t-SNE maps of per-name mean image embeddings: coloured by name with medoid thumbnails (when images exist),
+    by within-name similarity, and by the first name's US peak decade (when at least 5 names are known)."""
+    found = name_rigidity(store_path)
+    if found is None or len(found[0]) < 5:
+        return []
+    uniq, means, within = found
     from sklearn.manifold import TSNE
 
     coords = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(uniq) - 1) / 3),
@@ -578,6 +603,7 @@ def _site_plots(run: _Run, identity: list[dict], out: Path, medoids: dict[str, s
         plot_dedication_curves(run.emergence, out / "dedication_curves.png", list(cfg.curve_names) or None,
                                cfg.max_curve_names, tau=cfg.tau_p * cfg.tau_r)
         made += ["phase_map.png", "dedication_curves.png"]
+    made.extend(_dino_clip_plot(run, identity, out))
     made.extend(_embedding_map(run.paths["image_store"], out, medoids))
     return made
 
