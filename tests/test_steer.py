@@ -237,8 +237,8 @@ def test_zeroing_identity_features_moves_dedicated_names_to_their_parts():
 
 def test_world_ablation_score_reads_the_worlds_store_through_a_namesae_sae(tmp_path):
     from namesae.sae import build_sae_from_weights
-    from namesae.steer import score_world_ablation
     from namesae.synth import SynthConfig, build_world, write_world
+    from namesae.synth.score.steer import score_world_ablation
 
     world = build_world(SynthConfig(seed=0, progression=False))
     write_world(world, tmp_path / "world")

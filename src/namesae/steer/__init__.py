@@ -20,7 +20,8 @@ Codes may go negative under add / transfer: decoding is linear in f, so a negati
 
 Modules: `edits.py` (the edit dataclasses, JSON/TOML parsing, groups files), `core.py` (the steering maths on
 tensors, reference resolution, the identity-ablation score), `images.py` (sources of embeddings, decoding the
-original and edited embedding with the same seeds, the files `namesae steer` writes). Decoders: namesae.pipelines.
+original and edited embedding with the same seeds, the files `namesae steer` writes). Scored on a synthetic world in
+`namesae.synth.score.steer`. Decoders: namesae.pipelines.
 
 Python API::
 
@@ -37,7 +38,6 @@ from namesae.steer.core import (
     identity_ablation_scores,
     resolve_edits,
     sae_functions,
-    score_world_ablation,
     steer,
     steer_embeddings,
 )
@@ -70,5 +70,5 @@ __all__ = [
     "ScaleGroup", "SetFeature", "SetGroup", "SteerResult", "Transfer", "ZeroFeature", "ZeroGroup", "apply_edits",
     "codes_of_ref", "edits_to_json", "identity_ablation_score", "identity_ablation_scores", "load_edits",
     "load_groups", "parse_edit", "parse_edits", "parse_ref", "resolve_edits", "sae_functions",
-    "score_world_ablation", "steer", "steer_embeddings",
+    "steer", "steer_embeddings",
 ]
