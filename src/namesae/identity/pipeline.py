@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
-from namesae.io import CHECKSUM_KEY, csv_frame_text, csv_text, json_checksum
+from namesae.io import CHECKSUM_KEY, atomic_write_text, csv_frame_text, csv_text, json_checksum
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -168,12 +167,6 @@ def load_prior_names(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -224,11 +217,11 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
                "prior_names": result.prior_names, "notes": result.notes, "absorption": result.absorption,
                "seed_stability": result.seed_stability, "fields": [*FIELDS, *z_keys]}
     json_path = out / "identity.json"
-    _atomic_write(json_path, _sealed_json_with_rows(payload, "names", rows))
+    atomic_write_text(json_path, _sealed_json_with_rows(payload, "names", rows))
     table = ({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
               ("" if v is None else v) for k, v in row.items()} for row in rows)
     csv_path = out / "identity.csv"
-    _atomic_write(csv_path, csv_text(table, [*FIELDS, *z_keys]))
+    atomic_write_text(csv_path, csv_text(table, [*FIELDS, *z_keys]))
     return json_path, csv_path
 
 
@@ -242,9 +235,9 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), "d_sae": stats.d_sae,
                "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config)}
     json_path = out / "features.json"
-    _atomic_write(json_path, _sealed_json_with_rows(payload, "features", _clean(records)))
+    atomic_write_text(json_path, _sealed_json_with_rows(payload, "features", _clean(records)))
     csv_path = out / "features.csv"
-    _atomic_write(csv_path, csv_frame_text(stats.frame()))
+    atomic_write_text(csv_path, csv_frame_text(stats.frame()))
     return json_path, csv_path
 
 
