@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save
+from _common import save  # noqa: E402
 
 
 def oracle_series(world, root: Path, out: Path):

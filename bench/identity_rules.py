@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save
+from _common import save  # noqa: E402
 
 WORLDS = {
     "small": ["--config", "{cfg}"],
