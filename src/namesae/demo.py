@@ -435,7 +435,7 @@ def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out
 def _steer_images(sae: Any, world_dir: Path, name: str, features: list[int], out: Path) -> None:
     """Steer one found identity as `namesae steer` does: its mean image embedding, identity features zeroed, decoded
     by a tiny random Kandinsky 2.2 built in the SAE's space (the images show the mechanics, not a face)."""
-    from namesae.pipelines import info_dict, load_decoder, quiet_loading, resolve_model
+    from namesae.decoders import info_dict, load_decoder, quiet_loading, resolve_model
     from namesae.steer import ZeroGroup, sae_functions
     from namesae.steer.images import source_from_store, steer_images, write_steer_outputs
     from namesae.store import EmbeddingStore
