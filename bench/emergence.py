@@ -63,8 +63,9 @@ def main() -> None:
 
     import torch
 
-    from namesae.emergence import EmergenceConfig, run_emergence, score_emergence, synth_world_series, write_emergence
+    from namesae.emergence import EmergenceConfig, run_emergence, write_emergence
     from namesae.synth import SynthConfig, build_world, write_world
+    from namesae.synth.score.emergence import score_emergence, truth_frequencies, world_series
 
     torch.set_num_threads(args.threads)
     root, out = args.out / "world", args.out
@@ -73,7 +74,8 @@ def main() -> None:
     result: dict = {"seed": args.seed, "world": "SynthConfig defaults", "targets": None}
 
     start = time.perf_counter()
-    oracle = run_emergence(oracle_series(world, root, out), EmergenceConfig(), out / "oracle")
+    series = oracle_series(world, root, out)
+    oracle = run_emergence(series, EmergenceConfig(), out / "oracle", frequencies=truth_frequencies(series))
     oracle_score = score_emergence(oracle, root)
     write_emergence(oracle, out / "oracle", score=oracle_score)
     result["oracle"] = {"seconds": time.perf_counter() - start, "score": oracle_score}
@@ -87,7 +89,9 @@ def main() -> None:
     elif args.architecture != "standard":
         train["k"] = args.k
     start = time.perf_counter()
-    trained = run_emergence(synth_world_series(root, train), EmergenceConfig(), out / "trained", progress=True)
+    series = world_series(root, train)
+    trained = run_emergence(series, EmergenceConfig(), out / "trained", frequencies=truth_frequencies(series),
+                            progress=True)
     seconds = time.perf_counter() - start
     score = score_emergence(trained, root)
     write_emergence(trained, out / "trained", score=score)

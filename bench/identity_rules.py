@@ -60,9 +60,10 @@ def toml(fields: dict) -> str:
 def score(sae_dir: Path, world: Path) -> dict:
     """Feature statistics once, then both rules against the truth."""
     from namesae.features import FeatureConfig, compute_feature_stats
-    from namesae.identity import IdentityConfig, identity_records, score_identity
+    from namesae.identity import IdentityConfig, identity_records
     from namesae.sae import load_sae
     from namesae.store import EmbeddingStore
+    from namesae.synth.score.identity import score_identity
 
     truth = json.loads((world / "truth.json").read_text())
     sae = load_sae(sae_dir)

@@ -72,7 +72,7 @@ def subset_store(world: Path, out: Path, share: int = 10) -> tuple[Path, list[st
 
 def f1_of(identity_json: Path, truth: dict) -> dict:
     """Dedicated-name detection against the truth."""
-    from namesae.identity import score_identity
+    from namesae.synth.score.identity import score_identity
 
     recs = json.loads(identity_json.read_text())["names"]
     s = score_identity(recs, truth)

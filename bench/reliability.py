@@ -595,18 +595,18 @@ def preload_generate() -> None:
 
     import namesae.cli
     import namesae.cli.generate
+    import namesae.decoders
     import namesae.encoders
-    import namesae.generate
-    import namesae.pipelines  # noqa: F401
+    import namesae.generate  # noqa: F401
 
 
 def png_kill_job(args: list[str], k: int) -> Callable[[Callable[[], None]], None]:
     """`namesae ARGS` that SIGKILLs itself right after writing its k-th PNG (a kill between two PNGs of a batch:
     a window too narrow for random kills to hit often)."""
     def job(ready: Callable[[], None]) -> None:
-        import namesae.pipelines
+        import namesae.decoders
 
-        original, written = namesae.pipelines.write_png, []
+        original, written = namesae.decoders.write_png, []
 
         def write_png(*a: Any, **kw: Any) -> Any:
             path = original(*a, **kw)
@@ -615,7 +615,7 @@ def png_kill_job(args: list[str], k: int) -> Callable[[Callable[[], None]], None
                 os.kill(os.getpid(), signal.SIGKILL)
             return path
 
-        namesae.pipelines.write_png = write_png
+        namesae.decoders.write_png = write_png
         cli_job(args)(ready)
     return job
 
@@ -636,7 +636,7 @@ def campaign_generate_kills(root: Path, kills: int = 100, seed: int = 0, n: int 
 
         torch.set_num_threads(1)
         ready()
-        from namesae.tiny_pipelines import build_tiny_pipeline
+        from namesae.decoders import build_tiny_pipeline
 
         build_tiny_pipeline("kandinsky22", model, seed=0, dim=64)
 

@@ -320,9 +320,9 @@ def bench_basis_fit(n_targets: int, vocab: int, dim: int, k: int, sample: int, o
 
 
 def main() -> None:
-    from namesae.basis import score_basis_on_world
-    from namesae.search import score_search_on_world
     from namesae.synth import SynthConfig, build_world
+    from namesae.synth.score.basis import score_basis_on_world
+    from namesae.synth.score.search import score_search_on_world
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=100_000)

@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from _common import save
 
-from namesae.pipelines import _generators, load_decoder
+from namesae.decoders import build_tiny_pipeline, load_decoder
+from namesae.decoders.real import _generators
 from namesae.sae import build_sae_from_weights
 from namesae.steer import AddFeature, ScaleGroup, ZeroGroup, sae_functions, steer_embeddings
 from namesae.steer.images import steer_images
 from namesae.store import EmbeddingStore
-from namesae.tiny_pipelines import build_tiny_pipeline
 
 BIN = Path(sys.executable).parent
 

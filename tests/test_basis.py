@@ -21,7 +21,6 @@ from namesae.basis import (
     paint,
     read_vocabulary,
     render_painting,
-    score_basis_on_world,
     sparse_nonnegative_fit,
     sparse_nonnegative_fit_batch,
     term_prompt,
@@ -32,7 +31,8 @@ from namesae.cli import app, main
 from namesae.errors import NamesaeError, StoreError
 from namesae.store import write_store
 from namesae.synth import SynthConfig, build_world, write_world
-from namesae.toy_encoder import CANCELLERS, TRIGGERS, ToyTextEncoder, tokenize
+from namesae.synth.score.basis import score_basis_on_world
+from namesae.synth.toy_encoder import CANCELLERS, TRIGGERS, ToyTextEncoder, tokenize
 
 SMALL = {"n_first": 12, "n_last": 12, "n_full": 40, "n_dedicated": 10, "n_templates": 5, "progression": False}
 runner = CliRunner()

@@ -28,13 +28,13 @@ from namesae.emergence import (
     name_features,
     name_links,
     scenario_measures,
-    score_emergence,
     unit_rows,
     write_emergence,
 )
 from namesae.emergence.measures import PhaseInputs, ScenarioMeasures, phase_inputs, relative_attribute_std
 from namesae.errors import ConfigError
 from namesae.features import feature_stats_from_codes
+from namesae.synth.score.emergence import score_emergence
 
 # ---- emergence index and change point ----------------------------------------------------------------------
 
@@ -554,11 +554,12 @@ def test_weak_identity_is_shared_at_small_widths_and_splits_off_at_large_ones(tm
 @pytest.mark.slow
 def test_trained_saes_find_planted_onsets_on_the_synthetic_progression(small_world, tmp_path, one_thread):
     """One small TopK SAE trained per checkpoint: the demo's targets on a small world."""
-    from namesae.emergence import run_emergence, synth_world_series
+    from namesae.emergence import run_emergence
+    from namesae.synth.score.emergence import world_series
 
     world, root = small_world
     train = {"architecture": "topk", "k": 12, "d_sae": 128, "steps": 400, "batch_size": 256, "lr": 0.003}
-    result = run_emergence(synth_world_series(root, train), EmergenceConfig(), tmp_path / "out")
+    result = run_emergence(world_series(root, train), EmergenceConfig(), tmp_path / "out")
     score = score_emergence(result, root)
     assert score["n_dedicated"] == 12 and score["n_compositional"] == 48
     # 12 dedicated names: one name moves this by 0.083. The demo's 32-name series holds the 0.9 target (scorecard

@@ -44,15 +44,15 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_k22(tmp_path_factory) -> Path:
-    from namesae.tiny_pipelines import build_tiny_pipeline
+    from namesae.decoders import build_tiny_pipeline
 
     return build_tiny_pipeline("kandinsky22", tmp_path_factory.mktemp("gen") / "k22", seed=0, dim=64)
 
 
 @pytest.fixture(scope="module")
 def parts(tiny_k22):
+    from namesae.decoders import load_decoder
     from namesae.encoders import load_encoder
-    from namesae.pipelines import load_decoder
 
     return load_decoder("kandinsky22", str(tiny_k22)), load_encoder("tiny", "seed0")
 
@@ -176,7 +176,7 @@ def test_changing_the_number_of_processes_between_runs_never_duplicates_rows(tmp
 
 
 def test_generated_images_carry_name_prompt_seed_and_decoder(tmp_path, parts):
-    from namesae.pipelines import read_png_metadata
+    from namesae.decoders import read_png_metadata
 
     decoder, encoder = parts
     out = tmp_path / "gen"

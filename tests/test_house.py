@@ -19,10 +19,9 @@ from namesae.errors import NamesaeError
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "namesae"
 ANALYSES = ("identity", "features", "groups", "emergence", "steer", "basis", "search", "report")
-# Files other engineers own in this round; their atomic writes move to namesae.io in their own branches.
-# Files still writing on their own (listed by the xfail below). The store package keeps its own protocol on
-# purpose: segment files and the manifest are fsynced, renamed, and the folder fsynced (namesae.store.segments).
-OTHERS = ("identity/", "features.py", "synth/", "demo.py", "store/")
+# The store package keeps its own protocol on purpose: segment files and the manifest are fsynced, renamed, and
+# the folder fsynced (namesae.store.segments). Every other file writes through namesae.io.
+OWN_PROTOCOL = ("store/",)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -108,17 +107,32 @@ def test_module_level_imports_have_no_cycles():
 
 
 def test_imports_have_no_cycles_even_inside_functions():
-    found = cycles(_without_root(import_graph(top_level_only=False)))
-    if found:
-        pytest.xfail(f"lazy import cycles remain: {found}")
+    assert cycles(_without_root(import_graph(top_level_only=False))) == []
 
 
 def test_no_analysis_module_imports_the_synthetic_world():
     graph = import_graph(top_level_only=False)
     importers = sorted(m for m, e in graph.items() if m.split(".")[1:2] and m.split(".")[1] in ANALYSES
                        and any(w == "namesae.synth" or w.startswith("namesae.synth.") for w in e))
-    if importers:  # measured today: basis, search, steer.core, emergence.{pipeline,score,series}
-        pytest.xfail(f"analysis modules still import namesae.synth (scorers to move to synth/score/): {importers}")
+    assert importers == [], "truth scoring belongs in namesae.synth.score, which imports the analyses"
+
+
+def test_scorers_import_the_analyses_and_the_world_imports_no_scorer():
+    graph = import_graph(top_level_only=False)
+    scorers = {m for m in graph if m.startswith("namesae.synth.score.")}
+    assert {"namesae.synth.score.identity", "namesae.synth.score.emergence", "namesae.synth.score.steer",
+            "namesae.synth.score.basis", "namesae.synth.score.search"} <= scorers
+    world = [m for m in graph if m.startswith("namesae.synth") and not m.startswith("namesae.synth.score")]
+    assert sorted(m for m in world if any(w.startswith("namesae.synth.score") for w in graph[m])) == []
+
+
+MAX_LINES = 650  # DESIGN.md: split a module into a package when it outgrows ~600 lines
+
+
+def test_no_module_is_over_650_lines():
+    long = {f"{name} ({path.relative_to(SRC)})": n for name, (path, _) in _modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
 
 
 def _raw_atomic_writes() -> dict[str, list[int]]:
@@ -137,10 +151,8 @@ def _raw_atomic_writes() -> dict[str, list[int]]:
 
 def test_one_atomic_write_helper_lives_in_io():
     found = _raw_atomic_writes()
-    ours = {f: n for f, n in found.items() if not f.startswith(OTHERS)}
+    ours = {f: n for f, n in found.items() if not f.startswith(OWN_PROTOCOL)}
     assert ours == {}, "write through namesae.io.atomic_file / atomic_write_* / atomic_dir instead"
-    if found:
-        pytest.xfail(f"atomic writes of their own remain in files other engineers own: {found}")
 
 
 # ---- file modes -------------------------------------------------------------------------------------------------

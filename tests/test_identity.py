@@ -24,7 +24,6 @@ from namesae.identity import (
     nnls_cosine,
     rigidity_batch,
     run_identity,
-    score_identity,
     write_identity,
 )
 from namesae.identity.attributes import Ladder, LadderEmbeddings
@@ -35,6 +34,7 @@ from namesae.identity.reference import (
     rigidity_reference,
 )
 from namesae.store import EmbeddingStore, write_store
+from namesae.synth.score.identity import score_identity
 
 EPS = 1e-3
 

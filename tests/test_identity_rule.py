@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from namesae.features import FeatureConfig, compute_feature_stats
-from namesae.identity import IdentityConfig, identity_records, score_absorption, score_identity
+from namesae.identity import IdentityConfig, identity_records
 from namesae.identity.stability import match_features, seed_stability
 from namesae.store import EmbeddingStore, write_store
+from namesae.synth.score.identity import score_absorption, score_identity
 
 WORLD = {"dim": 128, "n_first": 32, "n_last": 32, "n_full": 256, "n_dedicated": 64, "n_templates": 4,
          "dedicated_part_fraction": 0.25, "progression": False}

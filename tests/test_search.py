@@ -22,15 +22,14 @@ from namesae.search import (
     find_cancellers,
     improve_prompt,
     parse_features,
-    planted_dictionary,
     prompt_edits,
     rank_prompts,
-    score_search_on_world,
     select_rows,
 )
 from namesae.store import EmbeddingStore, write_store
 from namesae.synth import SynthConfig, build_world, write_world
-from namesae.toy_encoder import ToyTextEncoder
+from namesae.synth.score.search import planted_dictionary, score_search_on_world
+from namesae.synth.toy_encoder import ToyTextEncoder
 
 SMALL = {"n_first": 12, "n_last": 12, "n_full": 40, "n_dedicated": 10, "n_templates": 5, "progression": False}
 runner = CliRunner()

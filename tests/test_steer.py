@@ -237,8 +237,8 @@ def test_zeroing_identity_features_moves_dedicated_names_to_their_parts():
 
 def test_world_ablation_score_reads_the_worlds_store_through_a_namesae_sae(tmp_path):
     from namesae.sae import build_sae_from_weights
-    from namesae.steer import score_world_ablation
     from namesae.synth import SynthConfig, build_world, write_world
+    from namesae.synth.score.steer import score_world_ablation
 
     world = build_world(SynthConfig(seed=0, progression=False))
     write_world(world, tmp_path / "world")
@@ -256,7 +256,7 @@ def test_world_ablation_score_reads_the_worlds_store_through_a_namesae_sae(tmp_p
 # ---- decoders -------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from namesae.tiny_pipelines import build_tiny_pipeline
+    from namesae.decoders import build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny-pipelines")
     return {kind: build_tiny_pipeline(kind, root / kind, seed=0, dim=D_IN) for kind in ("kandinsky22", "sd21-unclip")}
@@ -264,7 +264,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def decoders(tiny):
-    from namesae.pipelines import load_decoder
+    from namesae.decoders import load_decoder
 
     return {kind: load_decoder(kind, str(path)) for kind, path in tiny.items()}
 
@@ -316,7 +316,7 @@ def test_kandinsky_prior_turns_a_prompt_into_an_embedding_of_the_decoders_space(
 
 
 def test_space_mismatch_fails_clearly(decoders, tiny):
-    from namesae.pipelines import DecoderError, check_space, load_decoder
+    from namesae.decoders import DecoderError, check_space, load_decoder
 
     info = decoders["kandinsky22"].info
     with pytest.raises(SpaceMismatchError, match="'synth:0:image' but the kandinsky22 decoder .* expects "
@@ -335,7 +335,7 @@ def test_space_mismatch_fails_clearly(decoders, tiny):
 def test_tiny_tokenizer_matches_open_clip_tokenisation():
     import open_clip
 
-    from namesae.tiny_pipelines import clip_tokenizer
+    from namesae.decoders import clip_tokenizer
 
     ours, reference = clip_tokenizer("<|endoftext|>"), open_clip.SimpleTokenizer()
     for text in ["a photo of Barack Obama", "Zoë Ñúñez as an astronaut, oil painting", "o'neill's dog"]:
@@ -345,7 +345,7 @@ def test_tiny_tokenizer_matches_open_clip_tokenisation():
 
 
 def test_png_metadata_round_trips(tmp_path, decoders, x):
-    from namesae.pipelines import read_png_metadata, write_png
+    from namesae.decoders import read_png_metadata, write_png
 
     image = decoders["sd21-unclip"].decode(x[:1], [0])[0]
     path = write_png(tmp_path / "a.png", image, {"edits": [{"op": "zero", "feature": 1}], "name": "Zoë"})
@@ -408,7 +408,7 @@ def halves(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def test_steer_cli_writes_original_and_edited_side_by_side_with_the_edits(tmp_path, tiny, sae_dirs, monkeypatch,
                                                                           capsys):
-    from namesae.pipelines import read_png_metadata
+    from namesae.decoders import read_png_metadata
 
     sae_dir, store = sae_dirs["tiny"]
     common = ["steer", "--sae", str(sae_dir), "--pipeline", "kandinsky22", "--model", str(tiny["kandinsky22"]),
@@ -457,7 +457,7 @@ def test_steer_cli_needs_exactly_one_source(tmp_path, sae_dirs, monkeypatch, cap
 
 def test_steer_cli_from_a_prompt_through_the_prior_and_a_transfer_from_an_image(tmp_path, tiny, sae_dirs, decoders,
                                                                               x, monkeypatch, capsys):
-    from namesae.pipelines import write_png
+    from namesae.decoders import write_png
 
     sae_dir, _ = sae_dirs["tiny"]
     donor = write_png(tmp_path / "donor.png", decoders["kandinsky22"].decode(x[:1], [9])[0])

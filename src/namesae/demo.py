@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from typing import Any
 
 from namesae.config import config_from_dict, config_to_dict, load_toml
 from namesae.errors import ConfigError
+from namesae.io import atomic_write_json
+from namesae.scorecard import save_scorecard
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +190,6 @@ class Scorecard:
         return "\n".join(out)
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 class _Steps:
     """Runs named steps, timing each."""
 
@@ -257,14 +242,14 @@ def run_demo(settings: DemoSettings | None = None, out: str | Path = "runs/demo"
             step("icons", lambda: _icons(settings, out, card, progress))
     card.seconds["total_before_report"] = time.perf_counter() - start
     card.paths = {k: str(out / v) for k, v in manifest.items()}
-    _atomic_json(out / "scorecard.json", card.to_dict())
+    save_scorecard(card, out / "scorecard.json")
     if settings.demo.report:
         from namesae.report import build_report
 
         result = step("report", lambda: build_report(out, out / "report"))
         card.paths["report"] = str(result.index)
     card.seconds["total"] = time.perf_counter() - start
-    _atomic_json(out / "scorecard.json", card.to_dict())
+    save_scorecard(card, out / "scorecard.json")
     return card
 
 
@@ -294,15 +279,10 @@ def _train(settings: DemoSettings, world_dir: Path, sae_dir: Path, card: Scoreca
 
 def _identity(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard,
               progress: bool) -> Any:
-    from namesae.identity import (
-        load_prior_names,
-        run_identity,
-        score_identity,
-        write_features,
-        write_identity,
-    )
+    from namesae.identity import load_prior_names, run_identity, write_features, write_identity
     from namesae.store import EmbeddingStore
     from namesae.synth import load_truth
+    from namesae.synth.score.identity import score_identity
 
     prior_path = world_dir / "prior_names.txt"
     prior = load_prior_names(prior_path) if prior_path.is_file() else []
@@ -332,10 +312,11 @@ def _seed_stability(settings: DemoSettings, sae: Any, world_dir: Path, identity:
                     progress: bool) -> None:
     import dataclasses
 
-    from namesae.identity import add_seed_stability, score_seed_stability, write_identity
+    from namesae.identity import add_seed_stability, write_identity
     from namesae.sae import train_sae
     from namesae.store import EmbeddingStore
     from namesae.synth import load_truth
+    from namesae.synth.score.identity import score_seed_stability
 
     others = [train_sae(world_dir / "image.h5", dataclasses.replace(settings.train, seed=settings.train.seed + s),
                         out / f"sae_seed{settings.train.seed + s}", progress=progress, overwrite=True)
@@ -363,10 +344,11 @@ def _add_lines(card: Scorecard, lines: list[tuple[str, Any, float | None, str]])
 def _absorption(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -> None:
     import dataclasses
 
-    from namesae.identity import run_identity, score_absorption, score_identity, write_identity
+    from namesae.identity import run_identity, write_identity
     from namesae.sae import train_sae
     from namesae.store import EmbeddingStore
     from namesae.synth import SynthConfig, build_world, load_truth, write_world
+    from namesae.synth.score.identity import score_absorption, score_identity
 
     world_dir = out / "world"
     write_world(build_world(SynthConfig(seed=settings.synth.seed, **ABSORPTION_WORLD)), world_dir)
@@ -417,15 +399,17 @@ def _groups(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, ou
     stabilities = [r["stability"] for r in records.values() if r.get("stability") is not None]
     card.add("groups.name_stability_mean", float(np.mean(stabilities)) if stabilities else float("nan"),
              what="dedicated names: share of grouped feature pairs that fall together across the name's rows")
-    _atomic_json(out / "groups.json", {"format_version": 1, "config": config_to_dict(settings.groups),
+    atomic_write_json(out / "groups.json", {"format_version": 1, "config": config_to_dict(settings.groups),
                                        "names": records})
 
 
 def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scorecard, progress: bool) -> None:
-    from namesae.emergence import load_series, run_emergence, score_emergence, write_emergence
+    from namesae.emergence import run_emergence, write_emergence
+    from namesae.synth.score.emergence import score_emergence, truth_frequencies, world_series
 
-    series = load_series(world_dir, train=settings.emergence_train)
-    result = run_emergence(series, settings.emergence, out_dir=out, progress=progress)
+    series = world_series(world_dir, train=settings.emergence_train)
+    result = run_emergence(series, settings.emergence, out_dir=out, frequencies=truth_frequencies(series),
+                           progress=progress)
     score = score_emergence(result, world_dir / "truth.json")
     write_emergence(result, out, score=score)
     card.add("emergence.within_1", score["emergence_within_1"], at_least=0.9,
@@ -437,55 +421,24 @@ def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scoreca
 
 
 def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
-    import numpy as np
-    import torch
+    from namesae.synth.score.steer import score_identity_edits
 
-    from namesae.steer import ZeroGroup, sae_functions, score_world_ablation, steer_embeddings
-    from namesae.store import EmbeddingStore
-    from namesae.synth import compositional_prediction, load_world
-
-    world = load_world(world_dir)
     features = {r.name: [f["feature"] for f in r.identity_features] for r in identity.records if r.dedicated}
-    summary = score_world_ablation(sae, world, features, store=world_dir / "image.h5")
-    # Scored against the truth only here: how much of each name's planted identity direction the edit removes.
-    planted = {r.name: r.identity_direction for r in world.names}
-    encode, decode = sae_functions(sae)
-    removed, ceiling = {}, {}
-    with EmbeddingStore.open(world_dir / "image.h5") as image:
-        for name, feats in features.items():
-            row = planted.get(name)
-            if row is None or not feats:
-                continue  # a found identity the world did not plant: counted by identity.dedicated_precision
-            u = world.truth.directions[row] / np.linalg.norm(world.truth.directions[row])
-            x = torch.from_numpy(image.read_rows(image.rows_of(name)))
-            edited = steer_embeddings(x, [ZeroGroup(tuple(feats))], encode, decode).embeddings.numpy()
-            before, after = float((x.numpy() @ u).mean()), float((edited @ u).mean())
-            removed[name] = 1.0 - after / before if before > 0 else float("nan")
-            # The ceiling of moved_to_parts here: the planted identity direction projected out exactly.
-            exact = x.numpy().astype(np.float64)
-            exact = exact - np.outer(exact @ u, u)
-            mean = x.numpy().mean(0).astype(np.float64)
-            pred = compositional_prediction(world, name, "image")
-            cos_p = exact @ pred / (np.linalg.norm(exact, axis=1) * np.linalg.norm(pred))
-            cos_m = exact @ mean / (np.linalg.norm(exact, axis=1) * np.linalg.norm(mean))
-            ceiling[name] = float((cos_p > cos_m).mean())
-    scores = {s.name: s for s in summary.scores}
-    gains = [scores[n].cos_prediction_after > scores[n].cos_prediction_before for n in removed if n in scores]
-    card.add("steer.moved_to_parts", summary.share_moved, at_least=0.9,
+    score = score_identity_edits(sae, world_dir, features)
+    card.add("steer.moved_to_parts", score.ablation.share_moved, at_least=0.9,
              what="found identities whose rows, identity features zeroed, end closer to their parts' compositional "
                   "prediction than to the name's own mean")
-    card.add("steer.moved_to_parts_ceiling", float(np.mean(list(ceiling.values()))) if ceiling else float("nan"),
+    card.add("steer.moved_to_parts_ceiling", score.ceiling,
              what="the same measure with each planted identity direction projected out exactly (scored with the "
                   "truth): what a perfect identity edit reaches in this world")
-    card.add("steer.closer_to_parts", float(np.mean(gains)) if gains else float("nan"),
+    card.add("steer.closer_to_parts", score.closer_to_parts,
              what="found identities whose rows, identity features zeroed, move closer (cosine) to their parts' "
                   "prediction than they were")
-    card.add("steer.identity_removed", float(np.nanmean(list(removed.values()))) if removed else float("nan"),
+    card.add("steer.identity_removed", score.mean_identity_removed,
              what="mean share of the planted identity component that zeroing the found identity features removes "
                   "(the rest sits in shared features and in the kept reconstruction error)")
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(out / "ablation.json", {**summary.to_dict(), "identity_removed": removed,
-                                         "moved_to_parts_ceiling": ceiling})
+    atomic_write_json(out / "ablation.json", score.to_dict())
     if settings.demo.steer_images and features:
         name = next(iter(features))
         _steer_images(sae, world_dir, name, features[name], out)
@@ -495,7 +448,7 @@ def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out
 def _steer_images(sae: Any, world_dir: Path, name: str, features: list[int], out: Path) -> None:
     """Steer one found identity as `namesae steer` does: its mean image embedding, identity features zeroed, decoded
     by a tiny random Kandinsky 2.2 built in the SAE's space (the images show the mechanics, not a face)."""
-    from namesae.pipelines import info_dict, load_decoder, quiet_loading, resolve_model
+    from namesae.decoders import info_dict, load_decoder, quiet_loading, resolve_model
     from namesae.steer import ZeroGroup, sae_functions
     from namesae.steer.images import source_from_store, steer_images, write_steer_outputs
     from namesae.store import EmbeddingStore
@@ -529,12 +482,12 @@ def _icons(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -
 
 
 def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard) -> None:
-    from namesae.basis import score_basis_on_world
     from namesae.sae import encode
-    from namesae.search import score_search_on_world
+    from namesae.synth.score.basis import score_basis_on_world
+    from namesae.synth.score.search import score_search_on_world, search_rates
 
     basis = score_basis_on_world(world_dir, k=settings.demo.basis_k)
-    _atomic_json(out / "basis.json", basis)
+    atomic_write_json(out / "basis.json", basis)
     card.add("basis.compositional_cosine", basis["compositional"]["reencoded_cosine"],
              what="re-encoded cosine of compositional names painted from other names' parts")
     card.add("basis.dedicated_cosine", basis["dedicated"]["reencoded_cosine"],
@@ -549,19 +502,17 @@ def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, 
     oracle = score_search_on_world(world_dir)
     through_sae = score_search_on_world(world_dir, codes=lambda x: encode(sae, x).numpy(),
                                         directions=sae.decoder_directions().numpy())
-    _atomic_json(out / "search.json", {"planted_dictionary": oracle, "demo_sae": through_sae})
+    atomic_write_json(out / "search.json", {"planted_dictionary": oracle, "demo_sae": through_sae})
     for source, search, bound in (("search", oracle, 0.9), ("search.sae", through_sae, None)):
-        trig, canc = search["triggers"], search["cancellers"]
-        card.add(f"{source}.trigger_rank1", trig["top1"] / max(trig["of"], 1), at_least=bound,
-                 what=f"planted trigger words ranked first for their style/scene feature ({trig['of']} planted), "
+        rates, planted = search_rates(search), search["triggers"]["of"]
+        card.add(f"{source}.trigger_rank1", rates["trigger_rank1"], at_least=bound,
+                 what=f"planted trigger words ranked first for their style/scene feature ({planted} planted), "
                       + ("planted dictionary" if bound else "demo SAE's features"))
-        card.add(f"{source}.triggers_found", trig["found"] / max(trig["of"], 1),
+        card.add(f"{source}.triggers_found", rates["triggers_found"],
                  what="token search puts the planted trigger into the corpus's best prompt")
-        strong = [c for c in canc["items"] if c.get("drop_fraction", 0.0) >= 0.8
-                  and (c.get("rest_cosine") or 0.0) >= 0.9]
-        card.add(f"{source}.anti_pattern_rate", len(strong) / max(canc["of"], 1), at_least=bound,
+        card.add(f"{source}.anti_pattern_rate", rates["anti_pattern_rate"], at_least=bound,
                  what="anti-pattern cases whose best addition lowers the feature >= 80% at cosine >= 0.9")
-        card.add(f"{source}.cancellers_found", canc["found"] / max(canc["of"], 1),
+        card.add(f"{source}.cancellers_found", rates["cancellers_found"],
                  what="the best addition is the planted canceller word")
-        card.add(f"{source}.contrast_found", float(search["contrast"]["found"]), at_least=1.0 if bound else None,
+        card.add(f"{source}.contrast_found", rates["contrast_found"], at_least=1.0 if bound else None,
                  what="beach vs office contrast ranks scene:beach first and scene:office last")

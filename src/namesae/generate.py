@@ -94,7 +94,7 @@ class GenerateConfig:
     """On-disk dtype of the store's embeddings."""
 
     def __post_init__(self) -> None:
-        from namesae.pipelines import PIPELINES
+        from namesae.decoders import PIPELINES
 
         if self.pipeline not in PIPELINES:
             raise ConfigError(f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
@@ -108,7 +108,7 @@ class GenerateConfig:
 
     def settings(self) -> Any:
         """The DecodeSettings these options ask for."""
-        from namesae.pipelines import DecodeSettings
+        from namesae.decoders import DecodeSettings
 
         return DecodeSettings(height=self.height, width=self.width, steps=self.steps,
                               guidance_scale=self.guidance_scale, prior_steps=self.prior_steps,
@@ -281,7 +281,7 @@ def generate_shard(decoder: Any, encoder: Any, work: Sequence[WorkItem], out: st
     """Draw and embed this rank's slice of `work` into its shard, resuming; returns what it did."""
     from tqdm.auto import tqdm
 
-    from namesae.pipelines import info_dict, write_png
+    from namesae.decoders import info_dict, write_png
 
     out = Path(out)
     mine = rank_slice(work, rank, world)
@@ -400,8 +400,8 @@ class GenerateResult:
 def run_generate(decoder: Any, encoder: Any, names: Sequence[str], out: str | Path, cfg: GenerateConfig,
                  ranks: Ranks | None = None, progress: bool = False) -> GenerateResult:
     """Generate this rank's images, then (rank 0, once every rank is done) merge all shards into DIR/image.h5."""
+    from namesae.decoders import info_dict
     from namesae.names import resolve_templates
-    from namesae.pipelines import info_dict
 
     out = Path(out)
     ranks = ranks or Ranks(0, 1, 0, False)

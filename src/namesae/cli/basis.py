@@ -39,7 +39,7 @@ def load_text_encoder(model: str | None, pretrained: str | None, world: Path | N
         raise NamesaeError("give exactly one of --model (an open_clip or tiny model) or --world (a synthetic "
                            "world's toy encoder)")
     if world is not None:
-        from namesae.toy_encoder import load_toy_encoder
+        from namesae.synth.toy_encoder import load_toy_encoder
 
         return load_toy_encoder(world)
     from namesae.encoders import load_encoder
@@ -390,8 +390,8 @@ def score(
 ) -> None:
     """Paint every full name of a synthetic world from other names' parts and phrases (toy encoder): compositional
     names should be painted well (high re-encoded cosine), dedicated names poorly. Writes basis_score.json."""
-    from namesae.basis import score_basis_on_world
     from namesae.devices import resolve_device
+    from namesae.synth.score.basis import score_basis_on_world
 
     resolve_device(device)
     result = score_basis_on_world(world, k=k, target=target)

@@ -40,15 +40,9 @@ def emergence(
 
     from namesae.config import load_toml
     from namesae.devices import resolve_device
-    from namesae.emergence import (
-        load_emergence_config,
-        load_frequencies,
-        load_series,
-        run_emergence,
-        score_emergence,
-        write_emergence,
-    )
+    from namesae.emergence import load_emergence_config, load_frequencies, run_emergence, write_emergence
     from namesae.errors import ConfigError
+    from namesae.synth.score.emergence import load_series, score_emergence, truth_frequencies
 
     device = resolve_device(device)
     cfg = load_emergence_config(config)
@@ -66,7 +60,7 @@ def emergence(
         if train is not None and not isinstance(train, dict):
             raise ConfigError(f"{config}: [train] must be a table of TrainConfig fields")
     spec = load_series(series, train=train)
-    freqs = load_frequencies(frequencies) if frequencies is not None else None
+    freqs = load_frequencies(frequencies) if frequencies is not None else truth_frequencies(spec)
     typer.echo(f"emergence: {len(spec.points)} points on axis '{spec.axis}' from {spec.source}")
     result = run_emergence(spec, cfg, out, frequencies=freqs, progress=progress, device=device)
     truth_path = truth if truth is not None else spec.truth

@@ -76,8 +76,8 @@ def generate(
     resolve_templates(cfg.templates)  # fail on a bad template before loading models
     ranks = ranks_from_env(rank, world_size)
 
+    from namesae.decoders import load_decoder, quiet_loading, resolve_model
     from namesae.encoders import load_encoder
-    from namesae.pipelines import load_decoder, quiet_loading, resolve_model
 
     model_path = resolve_model(cfg.pipeline, cfg.model)
     quiet_loading()

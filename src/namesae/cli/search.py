@@ -26,12 +26,13 @@ def _target(sae: Path | None, features: str, world: Path | None, encoder: Any, d
     `device`."""
     from namesae.errors import NamesaeError, SpaceMismatchError
     from namesae.features import same_encoder
-    from namesae.search import FeatureTarget, parse_features, planted_dictionary, sae_target
+    from namesae.search import FeatureTarget, parse_features, sae_target
 
     if sae is None:
         if world is None:
             raise NamesaeError("--sae is required (a trained SAE), unless --world gives the planted dictionary")
         from namesae.synth import load_world
+        from namesae.synth.score.search import planted_dictionary
 
         oracle = planted_dictionary(load_world(world))
         index = {label: i for i, label in enumerate(oracle.labels)}
@@ -205,7 +206,7 @@ def contrast(
     from namesae.devices import resolve_device
     from namesae.errors import NamesaeError, SpaceMismatchError
     from namesae.features import same_encoder
-    from namesae.search import contrast_store, planted_dictionary, select_rows
+    from namesae.search import contrast_store, select_rows
     from namesae.store import EmbeddingStore
 
     device = resolve_device(device)
@@ -221,6 +222,7 @@ def contrast(
         labels = None
     elif world is not None:
         from namesae.synth import load_world
+        from namesae.synth.score.search import planted_dictionary
 
         oracle = planted_dictionary(load_world(world))
         codes, d_sae, space, labels = oracle.codes, len(oracle.labels), None, oracle.labels
@@ -265,7 +267,7 @@ def score(
     """Score feature search, anti-patterns and contrast against a synthetic world's planted trigger words,
     canceller words and templates. Writes search_score.json."""
     from namesae.devices import resolve_device
-    from namesae.search import score_search_on_world
+    from namesae.synth.score.search import score_search_on_world
 
     device = resolve_device(device)
     codes = directions = None

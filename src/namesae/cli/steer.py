@@ -63,7 +63,7 @@ def steer(
         raise NamesaeError(f"give exactly one of --row, --name, --image, --prompt (got {chosen or 'none'})")
     if (row is not None or name is not None) and store is None:
         raise NamesaeError(f"{chosen[0]} needs --store, the embedding store the row or name lives in")
-    from namesae.pipelines import (
+    from namesae.decoders import (
         DecodeSettings,
         check_space,
         describe_decoder,
@@ -130,7 +130,7 @@ def steer(
     finally:
         if opened is not None:
             opened.close()
-    from namesae.pipelines import info_dict
+    from namesae.decoders import info_dict
 
     meta = {"namesae": "steer", "sae": {"dir": str(sae_dir), "space": sae.space, "d_in": sae.d_in,
                                         "d_sae": sae.d_sae},

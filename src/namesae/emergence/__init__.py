@@ -6,13 +6,19 @@ are different features, so dedication is measured within each point's SAE (`meas
 space, feature-family links (decoder cosines between consecutive SAEs) show a shared feature splitting into a
 name's own (`families.py`). Per name: the dedication curve, the emergence index (first point from which it stays
 dedicated), the least-squares change point of the curve, and the phase 1-4 at each point with the measures that
-decided it (`curves.py`; thresholds in `config.py`). `score.py` scores a run against a synthetic world's truth.
+decided it (`curves.py`; thresholds in `config.py`). `namesae.synth.score.emergence` reads a synthetic world's
+progression as a series and scores a run against the world's truth.
 
 Python API::
 
-    from namesae.emergence import EmergenceConfig, load_series, run_emergence, write_emergence, score_emergence
-    series = load_series("runs/world", train={"d_sae": 256})     # a synth world's progression, or a spec file
+    from namesae.emergence import EmergenceConfig, load_series, run_emergence, write_emergence
+    series = load_series("series.toml", train={"d_sae": 256})    # a spec file or an SAE run's checkpoints
     result = run_emergence(series, EmergenceConfig(), out_dir="runs/emergence", progress=True)
+    write_emergence(result, "runs/emergence")
+
+    from namesae.synth.score.emergence import load_series, score_emergence, truth_frequencies
+    series = load_series("runs/world", train={"d_sae": 256})     # a synthetic world's progression
+    result = run_emergence(series, frequencies=truth_frequencies(series), out_dir="runs/emergence")
     write_emergence(result, "runs/emergence", score=score_emergence(result, "runs/world"))
 
 Outputs (`write_emergence`): emergence.json (series, config, per name: curves, phases with measures and reasons,
@@ -55,18 +61,16 @@ from namesae.emergence.pipeline import (check_series, curve_rows, ensure_sae, fa
                                         write_emergence)
 from namesae.emergence.plots import plot_dedication_curves, plot_emergence_vs_frequency, plot_phase_map
 from namesae.emergence.result import EmergenceResult, NameSeries, PointMeasurement, assemble, measure_point
-from namesae.emergence.score import TARGETS, expected_phase, score_emergence, write_score
-from namesae.emergence.series import (Series, SeriesPoint, load_frequencies, load_series, series_from_dict,
-                                      synth_world_series)
+from namesae.emergence.series import Series, SeriesPoint, load_frequencies, load_series, series_from_dict
 
 __all__ = [
-    "PHASE_MEASURES", "TARGETS", "ChangePoint", "EmergenceConfig", "EmergenceResult", "GroupedStats",
+    "PHASE_MEASURES", "ChangePoint", "EmergenceConfig", "EmergenceResult", "GroupedStats",
     "NameFeatures", "NameSeries", "Parents", "PhaseConfig", "PhaseDecision", "PhaseInputs", "PointMeasurement",
     "ScenarioMeasures", "Series", "SeriesPoint", "assemble", "change_point", "check_series", "change_point_reference", "children",
     "collapse_groups", "curve_rows", "decide_phase", "emergence_config_from_dict", "emergence_config_to_dict",
-    "emergence_index", "ensure_sae", "expected_phase", "family_rows", "grouped_stats", "grouped_stats_from_codes",
+    "emergence_index", "ensure_sae", "family_rows", "grouped_stats", "grouped_stats_from_codes",
     "load_emergence_config", "load_frequencies", "load_series", "measure_point", "name_features", "name_links",
     "parents", "phase_inputs", "plot_dedication_curves", "plot_emergence_vs_frequency", "plot_phase_map",
-    "relative_attribute_std", "run_emergence", "scenario_measures", "score_emergence", "series_from_dict",
-    "synth_world_series", "unit_rows", "write_emergence", "write_score",
+    "relative_attribute_std", "run_emergence", "scenario_measures", "series_from_dict",
+    "unit_rows", "write_emergence",
 ]

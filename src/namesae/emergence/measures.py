@@ -32,12 +32,12 @@ import numpy as np
 from namesae.errors import NamesaeError
 from namesae.features import (
     FeatureAccumulator,
-    largest_name,
     FeatureConfig,
     FeatureStats,
-    _factorize,
     batch_rows_for,
+    factorize_names,
     iter_codes,
+    largest_name,
     top_k_per_group,
 )
 from namesae.identity import IdentityConfig, identity_records
@@ -60,8 +60,8 @@ class GroupedStats:
 
 def _group_keys(names: np.ndarray, prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Group id of each row (distinct (name, prompt), ordered by name), each group's name id, the distinct names."""
-    name_ids, uniq_names = _factorize(names)
-    prompt_ids, uniq_prompts = _factorize(prompts)
+    name_ids, uniq_names = factorize_names(names)
+    prompt_ids, uniq_prompts = factorize_names(prompts)
     keys = name_ids * max(len(uniq_prompts), 1) + prompt_ids
     uniq_keys, inverse = np.unique(keys, return_inverse=True)
     return inverse.astype(np.int64), (uniq_keys // max(len(uniq_prompts), 1)).astype(np.int64), uniq_names
@@ -228,7 +228,7 @@ def text_by_prompt(store: EmbeddingStore) -> dict[str, np.ndarray]:
     rows = store.select(kind="text")
     if rows.size == 0:
         return {}
-    ids, uniq = _factorize(store.prompts[rows])
+    ids, uniq = factorize_names(store.prompts[rows])
     sums = np.zeros((len(uniq), store.dim))
     for start in range(0, rows.size, 16384):
         np.add.at(sums, ids[start:start + 16384], store.read_rows(rows[start:start + 16384]))

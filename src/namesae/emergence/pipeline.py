@@ -74,11 +74,6 @@ def _frequencies(series: Series, given: Mapping[str, float] | None) -> dict[str,
         return dict(given)
     if series.frequencies is not None:
         return load_frequencies(series.frequencies)
-    if series.truth is not None and Path(series.truth).is_file():
-        from namesae.synth import load_truth
-
-        return {r["name"]: float(r["frequency"]) for r in load_truth(series.truth)["names"]
-                if r.get("frequency") is not None}
     return {}
 
 

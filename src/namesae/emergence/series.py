@@ -11,7 +11,8 @@ Spec file (TOML or JSON; relative paths are relative to the file):
     store = "image.h5"               # defaults for every point (optional): store, text_store, vocab
     prior_names = "prior_names.txt"  # optional: reference names of attribute_std (one per line or JSON list)
     frequencies = "freq.csv"         # optional: name,frequency (CSV with header) or JSON {name: frequency}
-    truth = "world/truth.json"       # optional: a synthetic world's truth; the run is scored against it
+    truth = "world/truth.json"       # optional: a synthetic world's truth; `namesae emergence` scores the run
+                                     # against it (namesae.synth.score.emergence) and plots its frequencies
     [train]                          # optional: TrainConfig fields; trains an SAE for each point without `sae`
     [[points]]                       # one table per point, in order
     label = "s13b"; value = 1.3e10; store = "ckpt1/image.h5"; sae = "ckpt1/sae"; text_store = ...; vocab = ...
@@ -23,10 +24,10 @@ Shorthands instead of [[points]]:
                                      # SAE (axis "step"); store defaults to the one in DIR/namesae.json
 
 Folder conventions (`--series DIR`):
-    a synthetic world (DIR/truth.json + DIR/progression/ckpt_NN/{image,text,vocab}.h5): axis samples_seen, one
-    point per checkpoint, SAEs trained with the given train config, prior names and truth from the world;
     an SAE training run (DIR/checkpoints/step_XXXXXX/): as `sae_run = DIR`, the store read from DIR/namesae.json
     (no text store or vocabulary: phases need a spec file that names them).
+A synthetic world's progression (DIR/truth.json + DIR/progression/) is a series through
+`namesae.synth.score.emergence.load_series`, which reads everything this module reads as well.
 """
 
 from __future__ import annotations
@@ -218,32 +219,13 @@ def run_checkpoints(run: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def synth_world_series(world: Path, train: dict[str, Any] | None, kind: str = "image") -> Series:
-    """The progression of a synthetic world written by `namesae synth` as a series (axis samples_seen)."""
-    from namesae.synth import load_truth
-
-    truth = load_truth(world)
-    checkpoints = truth.get("progression", {}).get("checkpoints", [])
-    if not checkpoints:
-        raise ConfigError(f"{world}: the world has no progression (write it with progression = true)")
-    points = []
-    for ck in checkpoints:
-        folder = world / ck["dir"]
-        points.append(SeriesPoint(label=Path(ck["dir"]).name, value=float(ck["samples_seen"]),
-                                  store=folder / f"{kind}.h5", text_store=folder / "text.h5",
-                                  vocab=folder / "vocab.h5"))
-    prior = world / truth["stores"].get("prior_names", "prior_names.txt")
-    return Series(axis="samples_seen", points=tuple(points), train=train if train is not None else {},
-                  prior_names=prior if prior.is_file() else None, truth=world / "truth.json",
-                  source=str(world))
-
-
 def load_series(spec: str | Path, train: dict[str, Any] | None = None) -> Series:
     """A Series from a spec file (TOML/JSON) or a folder convention; `train` fills or overrides [train]."""
     path = Path(spec)
     if path.is_dir():
         if (path / "truth.json").is_file() and (path / "progression").is_dir():
-            return synth_world_series(path, train)
+            raise ConfigError(f"{path}: a synthetic world; its progression is read as a series by "
+                              "namesae.synth.score.emergence.load_series (`namesae emergence --series` reads both)")
         if (path / "checkpoints").is_dir():
             return series_from_dict({"sae_run": str(path.resolve()), **({"train": train} if train else {})},
                                     path, str(path))

@@ -2,7 +2,8 @@
 
 See `analysis.py` (identity features, dedication, z-scores), `rigidity.py` (trace, log-det, cosines, diffusion
 spectral entropy), `composition.py` (name parts), `attributes.py` (zero-shot ladders) and `pipeline.py` (a store
-end to end, output files, scoring against a planted truth). `reference.py` holds the plain dense versions.
+end to end, output files). `reference.py` holds the plain dense versions. `namesae.synth.score.identity` scores the
+analysis against a synthetic world's truth.
 """
 
 from namesae.identity.analysis import (
@@ -21,9 +22,6 @@ from namesae.identity.pipeline import (
     add_seed_stability,
     load_prior_names,
     run_identity,
-    score_absorption,
-    score_identity,
-    score_seed_stability,
     write_features,
     write_identity,
 )
@@ -41,5 +39,5 @@ __all__ = [
     "RigidityBatch", "add_seed_stability", "add_z_scores", "attribute_batch", "covariance_measures",
     "diffusion_spectral_entropy", "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders",
     "load_prior_names", "nnls_cosine", "part_absorption", "part_compositions", "rigidity_batch", "run_identity",
-    "score_absorption", "score_identity", "score_seed_stability", "split_name", "write_features", "write_identity",
+    "split_name", "write_features", "write_identity",
 ]

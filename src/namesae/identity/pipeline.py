@@ -1,11 +1,11 @@
-"""The identity analysis of a store end to end, its output files, and its score against a planted truth."""
+"""The identity analysis of a store end to end and its output files (scored against a planted truth in
+`namesae.synth.score.identity`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from namesae.features import (
 from namesae.identity.analysis import (
     FIELDS,
     IdentityConfig,
-    IdentityRecord,
     IdentityResult,
     add_z_scores,
     identity_records,
@@ -41,7 +40,7 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
-from namesae.io import CHECKSUM_KEY, csv_frame_text, csv_text, json_checksum
+from namesae.io import CHECKSUM_KEY, atomic_write_text, csv_frame_text, csv_text, json_checksum
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -168,12 +167,6 @@ def load_prior_names(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -224,11 +217,11 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
                "prior_names": result.prior_names, "notes": result.notes, "absorption": result.absorption,
                "seed_stability": result.seed_stability, "fields": [*FIELDS, *z_keys]}
     json_path = out / "identity.json"
-    _atomic_write(json_path, _sealed_json_with_rows(payload, "names", rows))
+    atomic_write_text(json_path, _sealed_json_with_rows(payload, "names", rows))
     table = ({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
               ("" if v is None else v) for k, v in row.items()} for row in rows)
     csv_path = out / "identity.csv"
-    _atomic_write(csv_path, csv_text(table, [*FIELDS, *z_keys]))
+    atomic_write_text(csv_path, csv_text(table, [*FIELDS, *z_keys]))
     return json_path, csv_path
 
 
@@ -242,98 +235,10 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), "d_sae": stats.d_sae,
                "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config)}
     json_path = out / "features.json"
-    _atomic_write(json_path, _sealed_json_with_rows(payload, "features", _clean(records)))
+    atomic_write_text(json_path, _sealed_json_with_rows(payload, "features", _clean(records)))
     csv_path = out / "features.csv"
-    _atomic_write(csv_path, csv_frame_text(stats.frame()))
+    atomic_write_text(csv_path, csv_frame_text(stats.frame()))
     return json_path, csv_path
-
-
-def _truth_table(truth: Any) -> dict[str, dict[str, Any]]:
-    if isinstance(truth, Mapping) and isinstance(truth.get("names"), list):
-        return {str(t["name"]): t for t in truth["names"]}
-    if isinstance(truth, Mapping) and isinstance(truth.get("names"), Mapping):
-        return {str(k): dict(v) for k, v in truth["names"].items()}
-    if isinstance(truth, list):
-        return {str(t["name"]): t for t in truth}
-    raise NamesaeError("truth: expected {'names': [...]} or a list of records with 'name'")
-
-
-def score_identity(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any,
-                   rigidity_measure: str = "cos_mean", rigidity_key: str = "rigidity") -> dict[str, Any]:
-    """Dedicated-name detection precision/recall/F1 and the Spearman correlation of rigidity with the truth."""
-    from scipy.stats import rankdata, spearmanr
-
-    table = _truth_table(truth)
-    recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
-    recs = [r for r in recs if r["name"] in table]
-    pred = np.array([bool(r["dedicated"]) for r in recs])
-    true = np.array([bool(table[r["name"]].get("dedicated")) for r in recs])
-    tp = int((pred & true).sum())
-    precision = tp / pred.sum() if pred.sum() else float("nan")
-    recall = tp / true.sum() if true.sum() else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
-    out: dict[str, Any] = {"n_names": len(recs), "n_true_dedicated": int(true.sum()),
-                           "n_pred_dedicated": int(pred.sum()), "precision": precision, "recall": recall, "f1": f1}
-    # Threshold-free: the chance that a dedicated name has a higher dedication than a compositional one.
-    dedication = np.array([float(r.get("dedication") or 0.0) for r in recs])
-    if 0 < true.sum() < true.size:
-        ranks = rankdata(dedication)
-        n_pos, n_neg = int(true.sum()), int((~true).sum())
-        out["dedication_auc"] = float((ranks[true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    else:
-        out["dedication_auc"] = float("nan")
-    per_measure = {}
-    for measure in ("trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse"):
-        pairs = [(r.get(measure), table[r["name"]].get(rigidity_key)) for r in recs]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None and np.isfinite(a)]
-        per_measure[measure] = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) >= 3 else float("nan")
-    out["rigidity_measure"] = rigidity_measure
-    out["rigidity_spearman"] = per_measure.get(rigidity_measure, float("nan"))
-    out["rigidity_spearman_by_measure"] = per_measure
-    return _clean(out)
-
-
-def score_absorption(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any) -> dict[str, Any]:
-    """Absorption against the planted truth (`carried_parts`): does the measured part activation see which full
-    names carry a dedicated part's direction, and how much of it do dedicated full names absorb.
-
-    - absorption_carry_auc: over compositional full names with a measured part, the chance that a carried part
-      has a higher activation_ratio than a part that is only shared by name (1 = the measure reads the truth);
-    - absorption_coverage: share of planted (full name, dedicated part) pairs that got a measurement (the part
-      was found to own an identity feature);
-    - mean_absorption_carried_dedicated / _compositional: mean absorption of carried parts in dedicated and in
-      compositional full names (the SAE absorbs when the first is well above the second)."""
-    table = _truth_table(truth)
-    recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
-    planted = sum(len(t.get("part_owner") or []) for t in table.values() if t.get("kind") == "full")
-    measured, carried_ded, carried_comp, pos, neg = 0, [], [], [], []
-    for rec in recs:
-        t = table.get(rec["name"])
-        if t is None or t.get("kind") != "full":
-            continue
-        carried = set(t.get("carried_parts") or [])
-        owners = set(t.get("part_owner") or [])
-        for a in rec.get("absorption") or []:
-            if a["part"] not in owners or a.get("activation_ratio") is None:
-                continue
-            measured += 1
-            if t.get("dedicated"):
-                if a["part"] in carried:
-                    carried_ded.append(a["absorption"])
-                continue
-            (pos if a["part"] in carried else neg).append(a["activation_ratio"])
-            if a["part"] in carried:
-                carried_comp.append(a["absorption"])
-    auc = float("nan")
-    if pos and neg:
-        p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-        auc = float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
-    return _clean({"n_planted_pairs": planted, "n_measured_pairs": measured,
-                   "absorption_coverage": measured / planted if planted else float("nan"),
-                   "absorption_carry_auc": auc,
-                   "mean_absorption_carried_dedicated": float(np.mean(carried_ded)) if carried_ded else float("nan"),
-                   "mean_absorption_carried_compositional": float(np.mean(carried_comp)) if carried_comp
-                   else float("nan")})
 
 
 def add_seed_stability(result: IdentityResult, reference: Any, others: Sequence[Any], store: EmbeddingStore,
@@ -353,25 +258,3 @@ def add_seed_stability(result: IdentityResult, reference: Any, others: Sequence[
         rec.seed_stability = stability.per_name.get(rec.name)
     result.seed_stability = stability.summary
     return stability.summary
-
-
-def score_seed_stability(records: Sequence[IdentityRecord | Mapping[str, Any]], truth: Any) -> dict[str, Any]:
-    """Seed stability against the planted truth: planted dedicated names found dedicated by every SAE, planted
-    compositional names found by none, and the matched identity features' decoder cosine for planted dedicated
-    names."""
-    table = _truth_table(truth)
-    recs = [r.to_dict() if isinstance(r, IdentityRecord) else dict(r) for r in records]
-    ded_all, comp_none, cos = [], [], []
-    for rec in recs:
-        t, st = table.get(rec["name"]), rec.get("seed_stability")
-        if t is None or not st:
-            continue
-        if t.get("dedicated"):
-            ded_all.append(all(st["dedicated"]))
-            if st.get("matched_cosine") is not None:
-                cos.append(st["matched_cosine"])
-        else:
-            comp_none.append(not any(st["dedicated"]))
-    return _clean({"dedicated_in_every_seed": float(np.mean(ded_all)) if ded_all else float("nan"),
-                   "compositional_in_no_seed": float(np.mean(comp_none)) if comp_none else float("nan"),
-                   "dedicated_matched_cosine": float(np.mean(cos)) if cos else float("nan")})

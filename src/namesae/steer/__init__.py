@@ -20,13 +20,14 @@ Codes may go negative under add / transfer: decoding is linear in f, so a negati
 
 Modules: `edits.py` (the edit dataclasses, JSON/TOML parsing, groups files), `core.py` (the steering maths on
 tensors, reference resolution, the identity-ablation score), `images.py` (sources of embeddings, decoding the
-original and edited embedding with the same seeds, the files `namesae steer` writes). Decoders: namesae.pipelines.
+original and edited embedding with the same seeds, the files `namesae steer` writes). Scored on a synthetic world in
+`namesae.synth.score.steer`. Decoders: namesae.decoders.
 
 Python API::
 
     from namesae.steer import ZeroGroup, AddFeature, Transfer, steer, steer_embeddings, load_edits
     result = steer(sae, x, [ZeroGroup((12, 40)), AddFeature(7, 2.0)], keep_norm=True)   # x, x' [n, d]
-    result.embeddings                     # x', to hand to a decoder (namesae.pipelines.load_decoder(...).decode)
+    result.embeddings                     # x', to hand to a decoder (namesae.decoders.load_decoder(...).decode)
 """
 
 from namesae.steer.core import (
@@ -37,7 +38,6 @@ from namesae.steer.core import (
     identity_ablation_scores,
     resolve_edits,
     sae_functions,
-    score_world_ablation,
     steer,
     steer_embeddings,
 )
@@ -70,5 +70,5 @@ __all__ = [
     "ScaleGroup", "SetFeature", "SetGroup", "SteerResult", "Transfer", "ZeroFeature", "ZeroGroup", "apply_edits",
     "codes_of_ref", "edits_to_json", "identity_ablation_score", "identity_ablation_scores", "load_edits",
     "load_groups", "parse_edit", "parse_edits", "parse_ref", "resolve_edits", "sae_functions",
-    "score_world_ablation", "steer", "steer_embeddings",
+    "steer", "steer_embeddings",
 ]

@@ -1,17 +1,16 @@
-"""Steering maths: x' = x + decode(edit(f)) - decode(f), and the identity-ablation score on a synthetic world."""
+"""Steering maths: x' = x + decode(edit(f)) - decode(f), and the identity-ablation score against a prediction
+(scored on a synthetic world in `namesae.synth.score.steer`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from namesae.errors import NamesaeError
 from namesae.steer.edits import CodeRef, Decode, Edit, Encode, Transfer, ZeroGroup, apply_edits
 
 
@@ -100,7 +99,7 @@ def steer(sae: Any, x: Tensor | np.ndarray, edits: Sequence[Edit], keep_norm: bo
                             decode, keep_norm)
 
 
-# ---- scoring: does zeroing identity features make a name compositional? ----------------------------------------
+# ---- does zeroing identity features make a name compositional? -----------------------------------------------
 @dataclass
 class AblationScore:
     """One name's rows before and after zeroing its identity features, against its parts and its own mean."""
@@ -168,37 +167,3 @@ def identity_ablation_scores(rows: Mapping[str, Tensor | np.ndarray], features: 
     return AblationSummary(scores, float(np.mean([s.moved_to_parts for s in scores])),
                            float(np.mean([s.closer_to_prediction for s in scores])),
                            float(np.mean([s.cos_prediction_after - s.cos_prediction_before for s in scores])))
-
-
-def score_world_ablation(sae: Any, world: Any, identity_features: Mapping[str, Sequence[int]],
-                         store: Any = None, names: Sequence[str] | None = None) -> AblationSummary:
-    """On a synthetic world: zero each name's identity features in its image rows; score against its parts.
-
-    `world` is a `namesae.synth.World`, its `Truth` or the folder `write_world` wrote; `store` an open
-    `EmbeddingStore` or path (default: the world's image store, DIR/image.h5); `identity_features` maps names to
-    the feature ids found for them (e.g. by `namesae identity`); `names` restricts the names scored.
-    """
-    from namesae.store import EmbeddingStore
-    from namesae.synth import compositional_prediction, load_world
-
-    if isinstance(world, (str, Path)):
-        world_dir = Path(world)
-        world = load_world(world_dir)
-        store = world_dir / "image.h5" if store is None else store
-    if store is None:
-        raise NamesaeError("score_world_ablation: pass the image store (path or EmbeddingStore) of the world")
-    own = isinstance(store, (str, Path))
-    opened = EmbeddingStore.open(store) if own else store
-    try:
-        index = opened.name_index()
-        chosen = [n for n in (names if names is not None else identity_features) if len(identity_features.get(n, ()))]
-        missing = [n for n in chosen if n not in index]
-        if missing:
-            raise NamesaeError(f"{opened.path}: name(s) {missing[:5]} have no rows in the store")
-        rows = {n: opened.read_rows(index[n]) for n in chosen}
-    finally:
-        if own:
-            opened.close()
-    predictions = {n: compositional_prediction(world, n, "image") for n in chosen}
-    encode, decode = sae_functions(sae)
-    return identity_ablation_scores(rows, identity_features, predictions, encode, decode)

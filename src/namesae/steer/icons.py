@@ -123,7 +123,7 @@ def _key(x: torch.Tensor, seed: int, decoder: Mapping[str, Any], recipe: Mapping
 
 def decoder_identity(decoder: Any) -> dict[str, Any]:
     """What identifies a decoder's output: its pipeline, model and settings."""
-    from namesae.pipelines import info_dict
+    from namesae.decoders import info_dict
 
     return json.loads(json.dumps(info_dict(decoder.info, decoder.settings), default=str))
 
@@ -161,7 +161,7 @@ def _decode_missing(decoder: Any, jobs: list[tuple[str, torch.Tensor, Path, dict
     """Decode the jobs whose file is absent, in batches; returns how many were drawn."""
     from tqdm.auto import tqdm
 
-    from namesae.pipelines import write_png
+    from namesae.decoders import write_png
 
     todo = [j for j in jobs if not j[2].is_file()]
     bar = tqdm(total=len(todo), desc=what, unit="img", disable=not progress or not todo)

@@ -149,7 +149,7 @@ def write_steer_outputs(out_dir: str | Path, steered: SteeredImages, metadata: M
     """Write the side-by-side grid (metadata in its PNG text), each image, steer.json and the embeddings."""
     from safetensors.torch import save_file
 
-    from namesae.pipelines import image_grid, write_png
+    from namesae.decoders import image_grid, write_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,7 +13,15 @@ import numpy as np
 
 from namesae.config import config_from_dict, config_to_dict
 from namesae.errors import NamesaeError
-from namesae.synth.config import AGE_YEARS, ATTRIBUTE_PRIOR, ATTRIBUTES, TEMPLATE_FILLER, TEMPLATES, SynthConfig
+from namesae.io import atomic_write_bytes
+from namesae.synth.config import (
+    AGE_YEARS,
+    ATTRIBUTE_PRIOR,
+    ATTRIBUTES,
+    TEMPLATE_FILLER,
+    TEMPLATES,
+    SynthConfig,
+)
 from namesae.synth.rows import StoreRows, image_parts, text_parts, vocab_rows
 from namesae.synth.world import NameTruth, Truth, plant_truth
 
@@ -182,15 +189,6 @@ def truth_dict(world: World) -> dict[str, Any]:
     }
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_world(world: World, out_dir: str | Path) -> WorldPaths:
     """Write the world's stores, truth.json and directions.safetensors under out_dir (each file atomically)."""
     from safetensors.numpy import save
@@ -215,14 +213,14 @@ def write_world(world: World, out_dir: str | Path) -> WorldPaths:
             if f"progression/{stale.name}/image" not in world.stores and stale.is_dir():
                 shutil.rmtree(stale)
     directions_path = root / "directions.safetensors"
-    _atomic_bytes(directions_path, save({"directions": world.truth.directions.astype(np.float32)},
+    atomic_write_bytes(directions_path, save({"directions": world.truth.directions.astype(np.float32)},
                                         metadata={"labels": json.dumps(list(world.truth.labels))}))
     prior_path = root / "prior_names.txt"
     prior = [rec.name for rec in world.truth.names if rec.low_bias]
-    _atomic_bytes(prior_path, ("# low-bias names (the prior for z-scores), one per line\n" +
+    atomic_write_bytes(prior_path, ("# low-bias names (the prior for z-scores), one per line\n" +
                                "".join(f"{n}\n" for n in prior)).encode("utf-8"))
     truth_path = root / "truth.json"
-    _atomic_bytes(truth_path, json.dumps(truth_dict(world), indent=1).encode("utf-8"))
+    atomic_write_bytes(truth_path, json.dumps(truth_dict(world), indent=1).encode("utf-8"))
     checkpoints = [CheckpointPaths(t, s, root / checkpoint_dir(t) / "image.h5", root / checkpoint_dir(t) / "text.h5",
                                    root / checkpoint_dir(t) / "vocab.h5")
                    for t, s in enumerate(config.samples_seen) if config.progression]

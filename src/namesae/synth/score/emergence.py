@@ -1,4 +1,5 @@
-"""Score an emergence run against a synthetic world's planted truth (`namesae synth` truth.json)."""
+"""The emergence analysis on a synthetic world: its progression as a series, and the run scored against the
+world's planted onsets and phases (`namesae synth` truth.json)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,53 @@ from typing import Any
 
 import numpy as np
 
-from namesae.emergence.result import EmergenceResult
-from namesae.errors import NamesaeError
+from namesae.emergence import EmergenceResult, Series, SeriesPoint
+from namesae.emergence import load_series as load_series_spec
+from namesae.errors import ConfigError
+from namesae.synth import load_truth
+from namesae.synth.score.world import truth_of
 
 TARGETS = {"emergence_within_1": 0.90, "no_emergence_compositional": 0.95, "phase_agreement": 0.80}
 
 
-def _truth(truth: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
-    if isinstance(truth, (str, Path)):
-        from namesae.synth import load_truth
+def world_series(world: Path, train: dict[str, Any] | None, kind: str = "image") -> Series:
+    """The progression of a synthetic world written by `namesae synth` as a series (axis samples_seen)."""
+    truth = load_truth(world)
+    checkpoints = truth.get("progression", {}).get("checkpoints", [])
+    if not checkpoints:
+        raise ConfigError(f"{world}: the world has no progression (write it with progression = true)")
+    points = []
+    for ck in checkpoints:
+        folder = world / ck["dir"]
+        points.append(SeriesPoint(label=Path(ck["dir"]).name, value=float(ck["samples_seen"]),
+                                  store=folder / f"{kind}.h5", text_store=folder / "text.h5",
+                                  vocab=folder / "vocab.h5"))
+    prior = world / truth["stores"].get("prior_names", "prior_names.txt")
+    return Series(axis="samples_seen", points=tuple(points), train=train if train is not None else {},
+                  prior_names=prior if prior.is_file() else None, truth=world / "truth.json",
+                  source=str(world))
 
-        return load_truth(truth)
-    if not isinstance(truth, Mapping) or not isinstance(truth.get("names"), list):
-        raise NamesaeError("truth: expected a synthetic world's truth.json (a mapping with a 'names' list)")
-    return truth
+
+def is_world(path: str | Path) -> bool:
+    """Whether `path` is a synthetic world folder with a progression (truth.json and progression/)."""
+    path = Path(path)
+    return path.is_dir() and (path / "truth.json").is_file() and (path / "progression").is_dir()
+
+
+def load_series(spec: str | Path, train: dict[str, Any] | None = None) -> Series:
+    """A series from a synthetic world folder (its progression) or anything `namesae.emergence.load_series` reads."""
+    if is_world(spec):
+        return world_series(Path(spec), train)
+    return load_series_spec(spec, train)
+
+
+def truth_frequencies(series: Series) -> dict[str, float] | None:
+    """The name frequencies planted in the world a series names as its `truth`, for the emergence-against-frequency
+    plot; None when the series names a frequencies file of its own, or no truth."""
+    if series.frequencies is not None or series.truth is None or not Path(series.truth).is_file():
+        return None
+    return {r["name"]: float(r["frequency"]) for r in load_truth(series.truth)["names"]
+            if r.get("frequency") is not None}
 
 
 def expected_phase(record: Mapping[str, Any], point: int, phase_edges: Any) -> int:
@@ -43,7 +77,7 @@ def score_emergence(result: EmergenceResult, truth: Mapping[str, Any] | str | Pa
     no_emergence_compositional (compositional names never emerge), phase_agreement (phase at the last point equals
     the planted phase there: `expected_phase`), with counts, per-phase agreement (rows of the confusion matrix
     are the expected phases), phase_agreement_planted (against the full-strength phase) and per point."""
-    truth = _truth(truth)
+    truth = truth_of(truth)
     table = result.by_name()
     records = [r for r in truth["names"] if r["name"] in table]
     missing = [r["name"] for r in truth["names"] if r["name"] not in table]

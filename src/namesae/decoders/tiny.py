@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
+from namesae.decoders.spaces import META_FILE, PIPELINES, encoder_for_space
 from namesae.errors import ConfigError
 from namesae.io import atomic_dir, atomic_write_json
-from namesae.pipelines import META_FILE, PIPELINES, encoder_for_space
 
 TINY_DEFAULTS = {"height": 32, "width": 32, "steps": 2, "prior_steps": 2}
 _TINY_ENCODERS = {64: "tiny", 1024: "tiny-1024", 1280: "tiny-1280"}
@@ -183,6 +183,6 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0, dim: int 
         meta = {"format_version": 1, "kind": kind, "tiny": True, "seed": seed, "space": space, "dim": dim,
                 "encoder": encoder_for_space(space), "prior": "prior" if kind == "kandinsky22" else None,
                 "defaults": TINY_DEFAULTS,
-                "note": "random weights built by namesae.tiny_pipelines: exercises code, shows nothing"}
+                "note": "random weights built by namesae.decoders.tiny: exercises code, shows nothing"}
         atomic_write_json(tmp / META_FILE, meta, indent=2)
     return out
