@@ -432,7 +432,7 @@ def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out
     from namesae.synth import compositional_prediction, load_world
 
     world = load_world(world_dir)
-    features = {r.name: [f["feature"] for f in r.identity_features] for r in identity.records if r.dedicated}
+    features = {r.name: list(r.identity_features) for r in identity.records if r.dedicated}
     summary = score_world_ablation(sae, world, features, store=world_dir / "image.h5")
     # Scored against the truth only here: how much of each name's planted identity direction the edit removes.
     planted = {r.name: r.identity_direction for r in world.names}
