@@ -48,7 +48,15 @@ _EXPORTS = {
 # Steps whose names are also subpackages (or modules) of namesae: calling the module runs the step.
 _CALLABLE = ("identity", "groups", "features", "steer", "synth")
 
-__all__ = ["__version__", *_CALLABLE, *_EXPORTS]
+__all__ = [  # the names above, spelled out for static tools (tests/test_formats.py checks they agree)
+    "AddFeature", "AddGroup", "CodeRef", "EmbeddingGroups", "EmbeddingStore", "EmergenceConfig",
+    "EmergenceResult", "FeatureConfig", "FeatureGroup", "FeatureRecord", "FeaturesResult", "GroupConfig",
+    "Grouping", "GroupsResult", "IdentityConfig", "IdentityFeature", "IdentityRecord", "IdentityResult",
+    "NameGroups", "SAEMetrics", "ScaleFeature", "ScaleGroup", "ScorecardFile", "SetFeature", "SetGroup",
+    "SteerResult", "SynthConfig", "TopFeature", "TrainConfig", "TrainedSAE", "Transfer", "ZeroFeature",
+    "ZeroGroup", "__version__", "features", "groups", "identity", "load_sae", "load_scorecard", "open_store",
+    "steer", "synth", "train",
+]
 
 
 class _Step(types.ModuleType):
