@@ -25,6 +25,7 @@ with one line that names the loader to use.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def groups_from_dict(data: Any, path: str | Path = "<groups.json>") -> GroupsRes
     config = _config(data, path)
     names = {}
     for name, rec in data["names"].items():
-        where = f"names[{name!r}]."
+        where = f"names[{json.dumps(name)}]."
         if not isinstance(rec, dict):
             raise NamesaeError(f"{path}: field {where[:-1]!r} must be an object, got {rec!r:.80}; {_FIX}")
         check_fields(rec, _NAME, path, _FIX, where)
