@@ -26,8 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from namesae.config import config_from_dict, config_to_dict
-from namesae.errors import NamesaeError
+from namesae.config import config_of_result, config_to_dict
 from namesae.io import (
     CHECKSUM_KEY,
     atomic_write_text,
@@ -214,10 +213,7 @@ def features_from_dict(data: Any, path: str | Path = "<features.json>") -> Featu
     path = Path(path)
     require_format(data, path, "features", FEATURES_FORMAT_VERSION, _FIX)
     check_fields(data, _HEAD, path, _FIX)
-    try:
-        config = config_from_dict(FeatureConfig, data["config"], f"{path}: field 'config'")
-    except NamesaeError as err:
-        raise NamesaeError(f"{err}; {_FIX}") from None
+    config = config_of_result(FeatureConfig, data["config"], path, _FIX)
     records = [_record(item, f"features[{i}].", path) for i, item in enumerate(data["features"])]
     if CHECKSUM_KEY in data:
         check_sealed(data, path, _FIX)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from namesae.config import config_from_dict, config_to_dict
+from namesae.config import config_of_result, config_to_dict
 from namesae.errors import NamesaeError
 from namesae.groups.api import FeatureGroup, Grouping
 from namesae.groups.config import GroupConfig
@@ -69,13 +69,6 @@ def _grouping(data: Mapping[str, Any], path: Path, where: str) -> Grouping:
     objective = float("nan") if data["objective"] is None else data["objective"]
     return Grouping(data["select"], data["k"], data["k_mass"], data["n_active"], data["total_mass"], objective,
                     groups)
-
-
-def _config(data: Mapping[str, Any], path: Path) -> GroupConfig:
-    try:
-        return config_from_dict(GroupConfig, data["config"], f"{path}: field 'config'")
-    except NamesaeError as err:
-        raise NamesaeError(f"{err}; {_FIX}") from None
 
 
 @dataclass
@@ -114,7 +107,7 @@ def groups_from_dict(data: Any, path: str | Path = "<groups.json>") -> GroupsRes
         raise NamesaeError(f"{path}: field 'names' is missing: this file holds one embedding's groups (`namesae "
                            f"groups --out`); read it with EmbeddingGroups.load")
     check_fields(data, {"config": "obj", "names": "obj"}, path, _FIX)
-    config = _config(data, path)
+    config = config_of_result(GroupConfig, data["config"], path, _FIX)
     names = {}
     for name, rec in data["names"].items():
         where = f"names[{json.dumps(name)}]."
@@ -182,6 +175,6 @@ def embedding_groups_from_dict(data: Any, path: str | Path = "<groups.json>") ->
         if isinstance(g, dict) and g.get("group") != i + 1:
             raise NamesaeError(f"{path}: field 'groups[{i}].group' must be {i + 1}, got {g.get('group')!r:.40}; "
                                f"{_FIX}")
-    return EmbeddingGroups(_grouping(data, path, ""), _config(data, path), data["n_rows"], data["row"],
+    return EmbeddingGroups(_grouping(data, path, ""), config_of_result(GroupConfig, data["config"], path, _FIX), data["n_rows"], data["row"],
                            data["name"], data["row_name"], data["prompt"], data["kind"], data["stability"],
                            None if data["row_k"] is None else list(data["row_k"]), data["sae"], data["store"])

@@ -38,8 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from namesae.config import config_from_dict, config_to_dict
-from namesae.errors import NamesaeError
+from namesae.config import config_of_result, config_to_dict
 from namesae.io import (
     CHECKSUM_KEY,
     atomic_write_text,
@@ -62,6 +61,12 @@ IDENTITY_FORMAT_VERSION = 1
 _FIX = "re-run `namesae identity` (or `namesae demo`) to rewrite it"
 
 
+def _entry_dict(entry: IdentityFeature | TopFeature) -> dict[str, Any]:
+    """A feature entry's fields, without label and label_margin when it has no label."""
+    return {f.name: getattr(entry, f.name) for f in fields(entry)
+            if entry.label is not None or f.name not in ("label", "label_margin")}
+
+
 @dataclass(frozen=True)
 class IdentityFeature:
     """One identity feature of a name: precision and recall under the identity rule, and its label if known."""
@@ -80,10 +85,7 @@ class IdentityFeature:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as written in identity.json (label fields only when the feature has a label)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.label is None:
-            del out["label"], out["label_margin"]
-        return out
+        return _entry_dict(self)
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,7 @@ class TopFeature:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as written in identity.json (label fields only when the feature has a label)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.label is None:
-            del out["label"], out["label_margin"]
-        return out
+        return _entry_dict(self)
 
 
 @dataclass
@@ -272,10 +271,7 @@ def identity_from_dict(data: Any, path: str | Path = "<identity.json>") -> Ident
     path = Path(path)
     require_format(data, path, "identity", IDENTITY_FORMAT_VERSION, _FIX)
     check_fields(data, _HEAD, path, _FIX)
-    try:
-        config = config_from_dict(IdentityConfig, data["config"], f"{path}: field 'config'")
-    except NamesaeError as err:
-        raise NamesaeError(f"{err}; {_FIX}") from None
+    config = config_of_result(IdentityConfig, data["config"], path, _FIX)
     records = []
     for i, rec in enumerate(data["names"]):
         where = f"names[{i}]."
