@@ -73,6 +73,7 @@ class _Namesae(types.ModuleType):
     """The namesae package: the import system's assignment of a step's module makes that module callable."""
 
     def __setattr__(self, name: str, value: Any) -> None:
+        """Set an attribute; a step's own module (set by the import system) becomes callable first."""
         if name in _CALLABLE and type(value) is types.ModuleType and value.__name__ == f"namesae.{name}":
             value.__class__ = _Step
         super().__setattr__(name, value)
