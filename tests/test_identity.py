@@ -108,14 +108,15 @@ def test_identity_features_dedication_and_shares_match_hand_computed_values():
     stats = feature_stats_from_codes(CODES, NAMES)
     ann, bob = identity_records(stats, IdentityConfig(tau_p=0.9, tau_r=0.5, rule="mass_share"))
     # ann: feature 0 has precision 3/3 and recall 2/2.
-    assert ann.dedicated and [f["feature"] for f in ann.identity_features] == [0]
+    assert ann.dedicated and ann.identity_features == (0,)
+    detail = ann.identity_feature_details[0]
+    assert (detail.feature, detail.precision, detail.recall) == (0, pytest.approx(1.0), pytest.approx(1.0))
     assert ann.dedication == pytest.approx(1.0)
-    assert [(f["feature"], f["share"]) for f in ann.top_features] == [(0, pytest.approx(0.75)),
-                                                                      (1, pytest.approx(0.25))]
+    assert [(f.feature, f.share) for f in ann.top_features] == [(0, pytest.approx(0.75)), (1, pytest.approx(0.25))]
     # bob: feature 1 has precision 4/5, recall 2/3; feature 2 precision 1, recall 1/3. Neither passes both.
-    assert not bob.dedicated and bob.identity_features == []
+    assert not bob.dedicated and bob.identity_features == () and bob.identity_feature_details == ()
     assert bob.dedication == pytest.approx(max(0.8 * 2 / 3, 1 / 3))
-    assert bob.top_features[0]["feature"] == 1 and bob.top_features[0]["n_names"] == 2
+    assert bob.top_features[0].feature == 1 and bob.top_features[0].n_names == 2
     # Lower the precision threshold and feature 1 becomes bob's identity feature.
     assert identity_records(stats, IdentityConfig(tau_p=0.8, tau_r=0.5, rule="mass_share"))[1].dedicated
 
@@ -124,7 +125,7 @@ def test_strongest_rule_matches_hand_computed_rank_precision_and_recall():
     stats = feature_stats_from_codes(CODES, NAMES)
     ann, bob = identity_records(stats, IdentityConfig(tau_p=0.9, tau_r=0.5))
     # Feature 0 fires on ann's two rows only: after 2 firings both are ann's (precision 1, recall 2/2).
-    assert ann.dedicated and [f["feature"] for f in ann.identity_features] == [0]
+    assert ann.dedicated and ann.identity_features == (0,)
     # Feature 1's firings, strongest first: bob 3.0, ann 1.0 (row 0, earlier), bob 1.0. For bob: c=1 gives
     # precision 1, recall 1/3; c=3 gives 2/3 and 2/3 (the best product, 4/9). Feature 2: 1 and 1/3.
     assert not bob.dedicated
@@ -185,7 +186,7 @@ def test_identity_records_match_dense_reference_on_random_codes():
     recs = identity_records(stats, IdentityConfig(tau_p=0.5, tau_r=0.5, rule="mass_share"))
     assert [r.dedicated for r in recs] == dedicated.tolist()
     np.testing.assert_allclose([r.dedication for r in recs], dedication)
-    assert [sorted(f["feature"] for f in r.identity_features) for r in recs] == [sorted(f) for f in feats]
+    assert [sorted(r.identity_features) for r in recs] == [sorted(f) for f in feats]
 
 
 # ---- z-scores -------------------------------------------------------------------------------------------------

@@ -88,14 +88,13 @@ def test_csv_cells_that_start_a_formula_are_defused_and_numbers_are_not():
 
 
 def test_identity_csv_of_a_hostile_name_is_defused(tmp_path):
-    from namesae.identity.pipeline import write_identity
+    from namesae.identity import write_identity
 
     class Rec:
         def to_dict(self):
             return {"name": "=cmd|' /C calc'!A0", "n_rows": 3, "dedicated": False}
 
-    from namesae.identity import IdentityConfig
-    from namesae.identity.pipeline import IdentityResult
+    from namesae.identity import IdentityConfig, IdentityResult
 
     result = IdentityResult([Rec()], IdentityConfig(), [], None, [])
     _, csv_path = write_identity(result, tmp_path)

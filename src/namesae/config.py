@@ -139,6 +139,15 @@ def check_sections(data: dict[str, Any], path: str | Path) -> None:
             raise ConfigError(f"{path}: [{key}] must be a table of fields, got {type(value).__name__}")
 
 
+def config_of_result(cls: type[C], data: Any, path: str | Path, fix: str) -> C:
+    """Config dataclass `cls` from the `config` field of result file `path`, refused with one line naming the
+    file, the field and `fix`."""
+    try:
+        return config_from_dict(cls, data, f"{path}: field 'config'")
+    except ConfigError as err:
+        raise ConfigError(f"{err}; {fix}") from None
+
+
 def load_config(cls: type[C], path: str | Path, section: str | None = None) -> C:
     """Load config dataclass `cls` from a TOML file, optionally from one `[section]` of it."""
     data = load_toml(path)

@@ -423,7 +423,7 @@ def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scoreca
 def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
     from namesae.synth.score.steer import score_identity_edits
 
-    features = {r.name: [f["feature"] for f in r.identity_features] for r in identity.records if r.dedicated}
+    features = {r.name: list(r.identity_features) for r in identity.records if r.dedicated}
     score = score_identity_edits(sae, world_dir, features)
     card.add("steer.moved_to_parts", score.ablation.share_moved, at_least=0.9,
              what="found identities whose rows, identity features zeroed, end closer to their parts' compositional "

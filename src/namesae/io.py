@@ -29,7 +29,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,87 @@ def require_format(data: Any, path: str | Path, kind: str, version: int, fix: st
         raise NamesaeError(f"{path}: field 'format_version' {got}, but this namesae reads {kind} "
                            f"format_version {version}; {fix} with this namesae")
     return data
+
+
+def read_json_file(path: str | Path, fix: str, missing: str) -> Any:
+    """The JSON content of a result file; one line (file, problem, fix) when it is missing (`missing` says how
+    to make it), unreadable or not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NamesaeError(f"{path}: file not found; {missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NamesaeError(f"{path}: invalid JSON ({err}); {fix}") from None
+    except OSError as err:
+        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+FIELD_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "any": ("any value", lambda v: True),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "str?": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "int": ("an integer", _is_int),
+    "int?": ("an integer or null", lambda v: v is None or _is_int(v)),
+    "num": ("a number", _is_num),
+    "num?": ("a number or null", lambda v: v is None or _is_num(v)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "bool?": ("true, false or null", lambda v: v is None or isinstance(v, bool)),
+    "obj": ("an object", lambda v: isinstance(v, dict)),
+    "obj?": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+}
+"""The kinds a result file's schema names (`check_fields`): a JSON value's description and its test."""
+
+
+def check_fields(data: Mapping[str, Any], spec: Mapping[str, str], path: str | Path, fix: str, where: str = "",
+                 optional: Collection[str] = (),
+                 kinds: Mapping[str, tuple[str, Callable[[Any], bool]]] | None = None) -> None:
+    """Refuse the first field of `data` that is missing (unless `optional`) or not of its kind in `spec`, with one
+    line naming the file, the field (prefixed by `where`, e.g. "names[3].") and the fix.
+
+    A kind is a key of FIELD_KINDS (or of `kinds`), or "[kind]" for a list whose every entry is of that kind."""
+    table = {**FIELD_KINDS, **(kinds or {})}
+    for key, kind in spec.items():
+        field_name = f"{where}{key}"
+        if key not in data:
+            if key in optional:
+                continue
+            raise NamesaeError(f"{path}: field {field_name!r} is missing; {fix}")
+        value = data[key]
+        if kind.startswith("["):
+            what, ok = table[kind[1:-1]]
+            if not isinstance(value, list) or not all(ok(v) for v in value):
+                raise NamesaeError(f"{path}: field {field_name!r} must be a list, each entry {what}, got "
+                                   f"{value!r:.80}; {fix}")
+        else:
+            what, ok = table[kind]
+            if not ok(value):
+                raise NamesaeError(f"{path}: field {field_name!r} must be {what}, got {value!r:.80}; {fix}")
+
+
+def rows_json_text(head: Mapping[str, Any], key: str, rows: Sequence[Any], seal: bool = True) -> str:
+    """JSON text of `head` plus head[key] = rows (both `json_ready`), the header indented and each row compact on
+    its own line; with `seal`, a `checksum` field over the whole document (see `sealed`).
+
+    (json only uses its fast C encoder without indentation; one row per line keeps a large file readable.)"""
+    head, rows = json_ready(dict(head)), json_ready(list(rows))
+
+    def text(top: Mapping[str, Any]) -> str:
+        opening = json.dumps(dict(top), indent=1)[:-2] + ",\n" if len(top) else "{\n"
+        body = ",\n".join(json.dumps(row) for row in rows)
+        return f"{opening} {json.dumps(key)}: [\n{body}\n ]\n}}\n"
+
+    if not seal:
+        return text(head)
+    return text({**head, CHECKSUM_KEY: json_checksum({**head, key: rows})})
 
 
 def sha256_file(path: Path) -> str:

@@ -13,14 +13,13 @@ report, tests) go through `load_scorecard`, never through the raw JSON. Format v
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from namesae.errors import NamesaeError
-from namesae.io import require_format
+from namesae.io import read_json_file, require_format
 
 SCORECARD_FORMAT_VERSION = 1
 _FIX = "re-run `namesae demo` to rewrite it"
@@ -118,13 +117,4 @@ def scorecard_from_dict(data: Any, path: str | Path = "<scorecard.json>") -> Sco
 def load_scorecard(path: str | Path) -> ScorecardFile:
     """Read scorecard.json; one clear line (file, field, fix) when it cannot be read, is of another
     format_version, or a field is missing or of the wrong kind."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NamesaeError(f"{path}: file not found; run `namesae demo` first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise NamesaeError(f"{path}: invalid JSON ({err}); {_FIX}") from None
-    except OSError as err:
-        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
-    return scorecard_from_dict(data, path)
+    return scorecard_from_dict(read_json_file(path, _FIX, "run `namesae demo` first"), path)

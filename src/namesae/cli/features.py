@@ -42,8 +42,8 @@ def features(
 
     device = resolve_device(device)
     cfg = load_feature_config(config, kind)
+    from namesae.features.result import write_features
     from namesae.features import compute_feature_stats, labels_from_store
-    from namesae.identity.pipeline import write_features
     from namesae.sae import load_sae
     from namesae.store import EmbeddingStore
 

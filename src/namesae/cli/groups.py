@@ -122,41 +122,33 @@ def groups(
     cfg = load_group_config(config, {"select": select, "k_max": k_max, "m_min": m_min, "join_cos": join_cos,
                                      "restarts": restarts, "seed": seed})
     label_map = load_labels(labels) if labels is not None else None
-    from namesae.config import config_to_dict
-    from namesae.groups import group_codes, name_groups
+    from namesae.groups import EmbeddingGroups, group_codes, name_groups
     from namesae.sae import check_space, encode, load_sae
     from namesae.store import EmbeddingStore
 
     model = load_sae(sae, device=device)
     directions = model.decoder_directions()
-    payload: dict[str, Any] = {"sae": str(sae), "store": str(store), "row": row, "name": name}
     with EmbeddingStore.open(store) as s:
         check_space(model, s)
         if row is not None:
             if not 0 <= row < len(s):
                 raise NamesaeError(f"{store}: --row {row} is out of range (the store has {len(s)} rows)")
             codes = encode(model, s.read_rows(np.array([row])))
-            grouping = group_codes(codes, directions, cfg, device).grouping(0, labels=label_map)
-            record = grouping.to_dict(centroids)
-            payload.update(row_name=str(s.names[row]), prompt=str(s.prompts[row]), kind=str(s.kinds[row]),
-                           n_rows=1, stability=None, row_k=None)
+            result = EmbeddingGroups(group_codes(codes, directions, cfg, device).grouping(0, labels=label_map), cfg,
+                                     n_rows=1, row=row, row_name=str(s.names[row]), prompt=str(s.prompts[row]),
+                                     kind=str(s.kinds[row]), sae=str(sae), store=str(store))
         else:
             rows = s.select(kind=kind, names=[name])
             if rows.size == 0:
                 raise NamesaeError(f"{store}: no rows of name {name!r}" + (f" with kind {kind!r}" if kind else ""))
             codes = encode(model, s.read_rows(rows))
-            result = name_groups(codes, directions, cfg, label_map, name=name, device=device)
-            record = result.to_dict(centroids)
-            payload.update(row_name=None, prompt=None, kind=kind)
-    record.pop("name", None)
-    payload.update(record)
-    payload["config"] = config_to_dict(cfg)
-    for i, g in enumerate(payload["groups"]):
-        payload["groups"][i] = {"group": i + 1, **g}
+            found = name_groups(codes, directions, cfg, label_map, name=name, device=device)
+            result = EmbeddingGroups(found.grouping, cfg, n_rows=found.n_rows, name=name, kind=kind,
+                                     stability=found.stability, row_k=found.row_k, sae=str(sae), store=str(store))
+    payload = result.to_dict(centroids)
     typer.echo(json.dumps(payload, indent=1) if as_json else _table(payload))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        _write(out / "groups.json", json.dumps(payload, indent=1))
+        result.save(out / "groups.json", centroids)
         from namesae.io import csv_text
 
         fields = ["group", "feature", "weight", "group_mass_share", "group_coherence", "group_label"]

@@ -67,9 +67,9 @@ def identity(
         except ConfigError as err:
             raise ConfigError(f"--tau-p/--tau-r/--rule: {err}") from None
 
+    from namesae.features.result import write_features as write_feature_files
     from namesae.features import compute_feature_stats
     from namesae.identity import load_ladders, load_prior_names, run_identity, write_identity
-    from namesae.identity.pipeline import write_features as write_feature_files
     from namesae.sae import load_sae
     from namesae.store import EmbeddingStore
 

@@ -28,49 +28,29 @@ known).
 """
 
 from namesae.emergence.config import (
-                                      EmergenceConfig,
-                                      PhaseConfig,
-                                      emergence_config_from_dict,
-                                      emergence_config_to_dict,
-                                      load_emergence_config,
+    EmergenceConfig,
+    PhaseConfig,
+    emergence_config_from_dict,
+    load_emergence_config,
 )
 from namesae.emergence.curves import (
-                                      PHASE_MEASURES,
-                                      ChangePoint,
-                                      PhaseDecision,
-                                      change_point,
-                                      change_point_reference,
-                                      decide_phase,
-                                      emergence_index,
+    ChangePoint,
+    change_point,
+    change_point_reference,
+    decide_phase,
+    emergence_index,
 )
-from namesae.emergence.families import Parents, children, name_links, parents, unit_rows
-from namesae.emergence.measures import (
-                                      GroupedStats,
-                                      NameFeatures,
-                                      PhaseInputs,
-                                      ScenarioMeasures,
-                                      collapse_groups,
-                                      grouped_stats,
-                                      grouped_stats_from_codes,
-                                      name_features,
-                                      phase_inputs,
-                                      relative_attribute_std,
-                                      scenario_measures,
-)
-from namesae.emergence.pipeline import (check_series, curve_rows, ensure_sae, family_rows, run_emergence,
-                                        write_emergence)
-from namesae.emergence.plots import plot_dedication_curves, plot_emergence_vs_frequency, plot_phase_map
-from namesae.emergence.result import EmergenceResult, NameSeries, PointMeasurement, assemble, measure_point
-from namesae.emergence.series import Series, SeriesPoint, load_frequencies, load_series, series_from_dict
+from namesae.emergence.families import name_links, unit_rows
+from namesae.emergence.measures import grouped_stats_from_codes, name_features, scenario_measures
+from namesae.emergence.pipeline import run_emergence, write_emergence
+from namesae.emergence.result import EmergenceResult, NameSeries, assemble, load_emergence, measure_point
+from namesae.emergence.series import Series, SeriesPoint, load_frequencies, load_series
 
+# The public API; every other name lives in its submodule (namesae.emergence.curves, .measures, .plots, ...).
 __all__ = [
-    "PHASE_MEASURES", "ChangePoint", "EmergenceConfig", "EmergenceResult", "GroupedStats",
-    "NameFeatures", "NameSeries", "Parents", "PhaseConfig", "PhaseDecision", "PhaseInputs", "PointMeasurement",
-    "ScenarioMeasures", "Series", "SeriesPoint", "assemble", "change_point", "check_series", "change_point_reference", "children",
-    "collapse_groups", "curve_rows", "decide_phase", "emergence_config_from_dict", "emergence_config_to_dict",
-    "emergence_index", "ensure_sae", "family_rows", "grouped_stats", "grouped_stats_from_codes",
-    "load_emergence_config", "load_frequencies", "load_series", "measure_point", "name_features", "name_links",
-    "parents", "phase_inputs", "plot_dedication_curves", "plot_emergence_vs_frequency", "plot_phase_map",
-    "relative_attribute_std", "run_emergence", "scenario_measures", "series_from_dict",
+    "ChangePoint", "EmergenceConfig", "EmergenceResult", "NameSeries", "PhaseConfig", "Series", "SeriesPoint",
+    "assemble", "change_point", "change_point_reference", "decide_phase", "emergence_config_from_dict",
+    "emergence_index", "grouped_stats_from_codes", "load_emergence", "load_emergence_config", "load_frequencies",
+    "load_series", "measure_point", "name_features", "name_links", "run_emergence", "scenario_measures",
     "unit_rows", "write_emergence",
 ]

@@ -150,7 +150,7 @@ def name_features(grouped: GroupedStats, tau_p: float, tau_r: float, rule: str =
     best_feature[stats.pair_name[best]] = stats.pair_feature[best]
     best_precision[stats.pair_name[best]] = prec[best]
     best_recall[stats.pair_name[best]] = rec[best]
-    identity_feature = np.array([r.identity_features[0]["feature"] if r.identity_features else -1 for r in records],
+    identity_feature = np.array([r.identity_features[0] if r.identity_features else -1 for r in records],
                                 dtype=np.int64)
     coverage = scenario_coverage(grouped, identity_feature, tau_r)
     return NameFeatures(

@@ -14,7 +14,7 @@ from namesae.emergence.config import EmergenceConfig, emergence_config_from_dict
 from namesae.emergence.curves import ChangePoint, PhaseDecision, change_point, decide_phase, emergence_index
 from namesae.emergence.measures import GroupedStats, NameFeatures, PhaseInputs, name_features
 from namesae.errors import NamesaeError
-from namesae.io import require_format
+from namesae.io import check_fields, read_json_file, require_format
 
 
 @dataclass
@@ -233,22 +233,8 @@ def save_emergence(result: EmergenceResult, path: str | Path, meta: Mapping[str,
     return atomic_write_json(path, payload)
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-_KINDS: dict[str, tuple[str, Any]] = {
-    "str": ("a string", lambda v: isinstance(v, str)),
-    "num": ("a number", _is_num),
-    "num?": ("a number or null", lambda v: v is None or _is_num(v)),
-    "int?": ("an integer or null", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))),
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-    "bool?": ("true, false or null", lambda v: v is None or isinstance(v, bool)),
-    "phase?": ("a phase 0-4 or null", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
-                                                               and 0 <= v <= 4)),
-    "obj": ("an object", lambda v: isinstance(v, dict)),
-    "obj?": ("an object or null", lambda v: v is None or isinstance(v, dict)),
-}
+_PHASE = {"phase?": ("a phase 0-4 or null", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
+                                                                 and 0 <= v <= 4))}
 _TOP = {"axis": "str", "labels": "[str]", "values": "[num]", "points": "[obj]", "links_available": "[bool]",
         "config": "obj", "names": "[obj]"}
 _NAME = {"name": "str", "present": "[bool]T", "dedication": "[num?]T", "dedicated": "[bool?]T", "phase": "[phase?]T",
@@ -258,25 +244,13 @@ _NAME = {"name": "str", "present": "[bool]T", "dedication": "[num?]T", "dedicate
 
 
 def _check(data: Mapping[str, Any], spec: Mapping[str, str], where: str, path: Path, t: int | None) -> None:
-    """Refuse the first field of `data` that is missing or not of its kind in `spec`, naming file and field."""
+    """Refuse the first field of `data` that is missing or not of its kind in `spec`, naming file and field; a
+    kind ending in T is a list with one entry per point of the series."""
+    check_fields(data, {k: v.rstrip("T") for k, v in spec.items()}, path, _FIX, where, kinds=_PHASE)
     for key, kind in spec.items():
-        field_name = f"{where}{key}"
-        if key not in data:
-            raise NamesaeError(f"{path}: field {field_name!r} is missing; {_FIX}")
-        value = data[key]
-        if kind.startswith("["):
-            inner, length = kind[1:kind.index("]")], kind.endswith("T")
-            what, ok = _KINDS[inner]
-            if not isinstance(value, list) or not all(ok(v) for v in value):
-                raise NamesaeError(f"{path}: field {field_name!r} must be a list, each entry {what}, got "
-                                   f"{value!r:.80}; {_FIX}")
-            if length and t is not None and len(value) != t:
-                raise NamesaeError(f"{path}: field {field_name!r} has {len(value)} entries but the series has {t} "
-                                   f"points; {_FIX}")
-        else:
-            what, ok = _KINDS[kind]
-            if not ok(value):
-                raise NamesaeError(f"{path}: field {field_name!r} must be {what}, got {value!r:.80}; {_FIX}")
+        if kind.endswith("T") and t is not None and len(data[key]) != t:
+            raise NamesaeError(f"{path}: field '{where}{key}' has {len(data[key])} entries but the series has {t} "
+                               f"points; {_FIX}")
 
 
 def emergence_from_dict(data: Any, path: str | Path = "<emergence.json>") -> EmergenceResult:
@@ -316,15 +290,5 @@ def emergence_from_dict(data: Any, path: str | Path = "<emergence.json>") -> Eme
 def load_emergence(path: str | Path) -> EmergenceResult:
     """Read emergence.json (written by `EmergenceResult.save`); one clear line (file, field, fix) when it cannot
     be read, is of another format_version, or a field is missing or of the wrong kind."""
-    import json
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NamesaeError(f"{path}: file not found; run `namesae emergence` (or `namesae demo`) first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise NamesaeError(f"{path}: invalid JSON ({err}); {_FIX}") from None
-    except OSError as err:
-        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
+    data = read_json_file(path, _FIX, "run `namesae emergence` (or `namesae demo`) first")
     return emergence_from_dict(data, path)

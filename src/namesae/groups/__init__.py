@@ -2,7 +2,7 @@
 
 `api.py` (groups of codes and direction sets, as records), `name.py` (a name's groups and their stability), `fast.py` (the batched Gram path),
 `reference.py` (the plain per-embedding implementation the fast path is tested against), `planted.py` (planted
-concept data and scores), `config.py` (settings).
+concept data and scores), `config.py` (settings), `result.py` (groups.json: GroupsResult, EmbeddingGroups).
 """
 
 from namesae.groups.api import (
@@ -24,10 +24,12 @@ from namesae.groups.planted import (
     score_groups_on_planted,
 )
 from namesae.groups.reference import KPath, ReferenceGrouping, reference_grouping, reference_path
+from namesae.groups.result import GROUPS_FORMAT_VERSION, EmbeddingGroups, GroupsResult
 
 __all__ = [
-    "BatchGroups", "FeatureGroup", "GramPath", "GroupConfig", "Grouping", "KPath", "NameGroups", "PlantedConcepts",
-    "ReferenceGrouping", "adjusted_rand_index", "gram_path", "group_codes", "group_sets", "init_uniforms",
-    "join_similar", "mass_purity", "name_groups", "planted_concepts", "reference_grouping", "reference_path",
+    "GROUPS_FORMAT_VERSION", "BatchGroups", "EmbeddingGroups", "FeatureGroup", "GramPath", "GroupConfig",
+    "Grouping", "GroupsResult", "KPath", "NameGroups", "PlantedConcepts", "ReferenceGrouping",
+    "adjusted_rand_index", "gram_path", "group_codes", "group_sets", "init_uniforms", "join_similar",
+    "mass_purity", "name_groups", "planted_concepts", "reference_grouping", "reference_path",
     "score_groups_on_planted",
 ]

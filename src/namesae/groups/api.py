@@ -38,7 +38,7 @@ class FeatureGroup:
     weights: list[float]  # activation mass w_j = f_j * |d_j| of each feature
     mass_share: float  # the group's share of the embedding's activation mass
     coherence: float  # weighted mean cosine of the members to the centroid
-    centroid: np.ndarray  # float32 [d], unit: direction of sum_j w_j u_j
+    centroid: np.ndarray | None  # float32 [d], unit: direction of sum_j w_j u_j (None: read from a file without)
     label: str | None = None  # the label carrying most of the group's mass, when labels are given
     label_share: float | None = None  # share of the group's mass whose feature has that label
     label_score: float | None = None  # mass-weighted mean score of those features' labels (e.g. label cosine)
@@ -50,7 +50,7 @@ class FeatureGroup:
                "mass_share": round(self.mass_share, 6), "coherence": round(self.coherence, 6),
                "label": self.label, "label_share": _round(self.label_share), "label_score": _round(self.label_score),
                "stability": _round(self.stability)}
-        if centroid:
+        if centroid and self.centroid is not None:
             out["centroid"] = [round(float(x), 6) for x in self.centroid]
         return out
 

@@ -1,28 +1,29 @@
 """Identity analysis: does the model hold a name as its own identity or as a composition, and how rigidly.
 
-See `analysis.py` (identity features, dedication, z-scores), `rigidity.py` (trace, log-det, cosines, diffusion
+See `analysis.py` (identity features, dedication, z-scores), `result.py` (IdentityResult and its file format,
+identity.json), `config.py` (IdentityConfig), `rigidity.py` (trace, log-det, cosines, diffusion
 spectral entropy), `composition.py` (name parts), `attributes.py` (zero-shot ladders) and `pipeline.py` (a store
 end to end, output files). `reference.py` holds the plain dense versions. `namesae.synth.score.identity` scores the
 analysis against a synthetic world's truth.
 """
 
-from namesae.identity.analysis import (
-    FIELDS,
-    IdentityConfig,
-    IdentityRecord,
-    IdentityResult,
-    add_z_scores,
-    identity_records,
-    image_measures,
-    part_absorption,
-)
+from namesae.features.result import write_features
+from namesae.identity.analysis import add_z_scores, identity_records, image_measures, part_absorption
 from namesae.identity.attributes import Ladder, LadderEmbeddings, attribute_batch, embed_ladders, load_ladders
 from namesae.identity.composition import nnls_cosine, part_compositions, split_name
+from namesae.identity.config import IdentityConfig
 from namesae.identity.pipeline import (
     add_seed_stability,
     load_prior_names,
     run_identity,
-    write_features,
+)
+from namesae.identity.result import (
+    FIELDS,
+    IDENTITY_FORMAT_VERSION,
+    IdentityFeature,
+    IdentityRecord,
+    IdentityResult,
+    TopFeature,
     write_identity,
 )
 from namesae.identity.rigidity import (
@@ -35,9 +36,10 @@ from namesae.identity.rigidity import (
 )
 
 __all__ = [
-    "FIELDS", "MEASURES", "IdentityConfig", "IdentityRecord", "IdentityResult", "Ladder", "LadderEmbeddings",
-    "RigidityBatch", "add_seed_stability", "add_z_scores", "attribute_batch", "covariance_measures",
-    "diffusion_spectral_entropy", "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders",
-    "load_prior_names", "nnls_cosine", "part_absorption", "part_compositions", "rigidity_batch", "run_identity",
+    "FIELDS", "IDENTITY_FORMAT_VERSION", "MEASURES", "IdentityConfig", "IdentityFeature", "IdentityRecord",
+    "IdentityResult", "Ladder", "LadderEmbeddings", "RigidityBatch", "TopFeature", "add_seed_stability",
+    "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy", "embed_ladders",
+    "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names", "nnls_cosine",
+    "part_absorption", "part_compositions", "rigidity_batch", "run_identity",
     "split_name", "write_features", "write_identity",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,147 +37,16 @@ import torch
 from namesae.errors import ConfigError
 from namesae.features import FeatureLabels, FeatureStats, factorize_names, top_k_per_group
 from namesae.identity.attributes import LadderEmbeddings, attribute_batch
+from namesae.identity.config import IdentityConfig
+from namesae.identity.result import IdentityFeature, IdentityRecord, TopFeature
 from namesae.identity.rigidity import MEASURES, pairwise_distance_sample, rigidity_batch
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
 
 SCALARS = ("dedication", "part_composition", *MEASURES)
-RULES = ("strongest", "mass_share")
-
-
-@dataclass(frozen=True)
-class IdentityConfig:
-    """Settings of `namesae identity` (TOML section `[identity]`)."""
-
-    tau_p: float = 0.8
-    """Minimum precision(j, n) of an identity feature: the share of feature j's mass that falls on name n."""
-    tau_r: float = 0.5
-    """Minimum recall(j, n) of an identity feature: the fraction of n's rows on which j fires."""
-    rule: str = "strongest"
-    """How precision and recall are measured: "strongest" (among each feature's strongest firings; robust to
-    TopK's weak fill and to corpus size) or "mass_share" (the share of the feature's total activation mass)."""
-    min_gap: float = 1.25
-    """Rule "strongest": the name's activations in the qualifying prefix must stand at least this many times
-    above the feature's next firings (median over median). 1 turns the gap test off."""
-    top_features: int = 8
-    """Features listed per name in `top_features` (by mass share)."""
-    epsilon: float = 1e-4
-    """ε in log det(Σ + εI), in squared store units (keeps the log-det finite when a name has <= d rows)."""
-    dse_sigma: float | None = None
-    """Gaussian kernel width σ of the diffusion spectral entropy; None: the median pairwise distance between
-    image rows of the same name, over up to `sigma_names` names spread evenly over the store."""
-    dse_t: float = 1.0
-    """Diffusion time t: the operator's eigenvalues are raised to t before the entropy is taken."""
-    sigma_names: int = 1000
-    """Names sampled to choose σ when dse_sigma is None."""
-    ladder_scale: float = 100.0
-    """Logit scale of the zero-shot attribute ladders (CLIP's is 100)."""
-    template_name: str = "<template>"
-    """Name of the text-store rows that hold the bare prompt template (used by part_composition)."""
-    batch_rows: int = 8192
-    """Image rows read and processed per batch for rigidity and attributes."""
-
-    def __post_init__(self) -> None:
-        for name in ("tau_p", "tau_r"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
-        if self.rule not in RULES:
-            raise ConfigError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if isinstance(self.min_gap, bool) or not isinstance(self.min_gap, (int, float)) or not self.min_gap >= 1:
-            raise ConfigError(f"min_gap must be a number >= 1, got {self.min_gap!r}")
-        if not self.epsilon > 0:
-            raise ConfigError(f"epsilon must be > 0, got {self.epsilon!r}")
-        if self.dse_sigma is not None and not self.dse_sigma > 0:
-            raise ConfigError(f"dse_sigma must be > 0 or unset (automatic), got {self.dse_sigma!r}")
-        if not self.dse_t > 0:
-            raise ConfigError(f"dse_t must be > 0, got {self.dse_t!r}")
-        for name in ("top_features", "sigma_names", "batch_rows"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if not self.ladder_scale > 0:
-            raise ConfigError(f"ladder_scale must be > 0, got {self.ladder_scale!r}")
-
-
-@dataclass
-class IdentityRecord:
-    """Everything measured for one name; `to_dict` gives the stable identity.json / identity.csv fields."""
-
-    name: str
-    n_rows: int
-    dedicated: bool
-    dedication: float
-    identity_features: list[dict[str, Any]]
-    top_features: list[dict[str, Any]]
-    part_composition: float | None = None
-    trace: float | None = None
-    logdet: float | None = None
-    cos_mean: float | None = None
-    cos_min: float | None = None
-    cos_max: float | None = None
-    dse: float | None = None
-    n_image_rows: int = 0
-    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    z: dict[str, float | None] = field(default_factory=dict)
-    absorption: list[dict[str, Any]] = field(default_factory=list)
-    """Per dedicated name part: part, feature, activation_ratio, fire_ratio, absorption (see the module doc)."""
-    seed_stability: dict[str, Any] | None = None
-    """Over SAEs of other seeds (`namesae.identity.stability`): seed_agreement, matched_cosine, ... (None: not
-    measured)."""
-
-    @property
-    def identity_feature_ids(self) -> tuple[int, ...]:
-        """The name's identity features as plain ids, best first."""
-        return tuple(int(f["feature"]) for f in self.identity_features)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as JSON-ready fields, z-scores flattened to z_<measure>."""
-        out = {k: getattr(self, k) for k in FIELDS if k != "n_image_rows"}
-        out["n_image_rows"] = self.n_image_rows
-        out.update({f"z_{k}": v for k, v in self.z.items()})
-        return out
-
-
-FIELDS = ("name", "n_rows", "dedicated", "dedication", "identity_features", "top_features", "part_composition",
-          "trace", "logdet", "cos_mean", "cos_min", "cos_max", "dse", "attributes", "n_image_rows", "absorption",
-          "seed_stability")
-
-
-@dataclass
-class IdentityResult:
-    """Identity records of every name, with the settings and the notes of the run."""
-
-    records: list[IdentityRecord]
-    config: IdentityConfig
-    notes: list[str] = field(default_factory=list)
-    dse_sigma: float | None = None
-    prior_names: list[str] = field(default_factory=list)
-    absorption: dict[str, Any] = field(default_factory=dict)
-    """Summary of `part_absorption` over the records."""
-    seed_stability: dict[str, Any] | None = None
-    """Summary of the seed stability over the SAEs of other seeds (None: not measured)."""
-
-    def frame(self) -> pd.DataFrame:
-        """One row per name with the scalar fields and z-scores (lists and dicts left out)."""
-        import pandas as pd
-
-        rows = []
-        for rec in self.records:
-            row = {k: v for k, v in rec.to_dict().items() if not isinstance(v, (list, dict))}
-            row["n_identity_features"] = len(rec.identity_features)
-            rows.append(row)
-        return pd.DataFrame(rows)
-
-    def by_name(self) -> dict[str, IdentityRecord]:
-        """Records keyed by name."""
-        return {r.name: r for r in self.records}
-
-
 def _finite(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -202,30 +71,27 @@ def identity_records(stats: FeatureStats, config: IdentityConfig | None = None,
     name_mass = stats.name_mass
     n_names_of = np.bincount(stats.pair_feature, minlength=stats.d_sae)
 
-    def entry(p: int, with_share: bool) -> dict[str, Any]:
-        j = int(stats.pair_feature[p])
-        item: dict[str, Any] = {"feature": j}
-        if with_share:
-            total = name_mass[stats.pair_name[p]]
-            item["share"] = float(stats.pair_mass[p] / total) if total > 0 else 0.0
-        item.update({"precision": float(prec[p]), "recall": float(rec[p]), "mass_precision": float(mass_prec[p])})
-        if with_share:
-            item["n_names"] = int(n_names_of[j])
-            item["identity"] = bool(is_identity[p])
-        if labels is not None:
-            item["label"] = str(labels.label[j])
-            item["label_margin"] = _finite(labels.margin[j])
-        return item
+    def label_of(j: int) -> dict[str, Any]:
+        return {} if labels is None else {"label": str(labels.label[j]), "label_margin": _finite(labels.margin[j])}
 
-    ident_by_name: list[list[dict[str, Any]]] = [[] for _ in range(n_names)]
+    def identity_feature(p: int) -> IdentityFeature:
+        j = int(stats.pair_feature[p])
+        return IdentityFeature(j, float(prec[p]), float(rec[p]), float(mass_prec[p]), **label_of(j))
+
+    def top_feature(p: int) -> TopFeature:
+        j, total = int(stats.pair_feature[p]), name_mass[stats.pair_name[p]]
+        return TopFeature(j, float(stats.pair_mass[p] / total) if total > 0 else 0.0, float(prec[p]), float(rec[p]),
+                          float(mass_prec[p]), int(n_names_of[j]), bool(is_identity[p]), **label_of(j))
+
+    ident_by_name: list[list[IdentityFeature]] = [[] for _ in range(n_names)]
     for p in ident:
-        ident_by_name[int(stats.pair_name[p])].append(entry(int(p), False))
-    top_by_name: list[list[dict[str, Any]]] = [[] for _ in range(n_names)]
+        ident_by_name[int(stats.pair_name[p])].append(identity_feature(int(p)))
+    top_by_name: list[list[TopFeature]] = [[] for _ in range(n_names)]
     for p in top:
-        top_by_name[int(stats.pair_name[p])].append(entry(int(p), True))
+        top_by_name[int(stats.pair_name[p])].append(top_feature(int(p)))
     return [IdentityRecord(name=name, n_rows=int(stats.name_rows[i]), dedicated=bool(ident_by_name[i]),
-                           dedication=float(dedication[i]), identity_features=ident_by_name[i],
-                           top_features=top_by_name[i]) for i, name in enumerate(stats.names)]
+                           dedication=float(dedication[i]), identity_feature_details=tuple(ident_by_name[i]),
+                           top_features=tuple(top_by_name[i])) for i, name in enumerate(stats.names)]
 
 
 def part_absorption(stats: FeatureStats, records: Sequence[IdentityRecord]) -> dict[str, Any]:
@@ -253,7 +119,7 @@ def part_absorption(stats: FeatureStats, records: Sequence[IdentityRecord]) -> d
             owner = by_name.get(part)
             if owner is None or not owner.identity_features or part == rec.name:
                 continue
-            j, i, ip = owner.identity_feature_ids[0], index[rec.name], index[part]
+            j, i, ip = owner.identity_features[0], index[rec.name], index[part]
             mass, count = pair(j, i)
             pmass, pcount = pair(j, ip)
             own_mean = pmass / max(stats.name_rows[ip], 1)

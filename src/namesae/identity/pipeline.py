@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from namesae.config import config_to_dict
 from namesae.errors import NamesaeError, SpaceMismatchError
 from namesae.features import (
     FeatureConfig,
@@ -23,9 +22,7 @@ from namesae.features import (
     same_encoder,
 )
 from namesae.identity.analysis import (
-    FIELDS,
     IdentityConfig,
-    IdentityResult,
     add_z_scores,
     identity_records,
     image_measures,
@@ -40,12 +37,10 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
-from namesae.io import CHECKSUM_KEY, atomic_write_text, csv_frame_text, csv_text, json_checksum
+from namesae.identity.result import IdentityResult
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
 
 
 def text_means(store: EmbeddingStore, progress: bool = False) -> dict[str, np.ndarray]:
@@ -167,12 +162,6 @@ def load_prior_names(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _clean(value: Any) -> Any:
     """NaN/inf as None, recursively (JSON has no NaN)."""
     kind = type(value)
@@ -189,56 +178,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _json_with_rows(head: Mapping[str, Any], key: str, rows: Sequence[Any]) -> str:
-    """JSON of head plus head[key] = rows, the header indented and each row compact on its own line.
-
-    (json only uses its fast C encoder without indentation; one row per line keeps the file readable.)"""
-    text = json.dumps(dict(head), indent=1, default=_json_default)
-    body = ",\n".join(json.dumps(row, default=_json_default) for row in rows)
-    opening = text[:-2] + ",\n" if len(head) else "{\n"
-    return f"{opening} {json.dumps(key)}: [\n{body}\n ]\n}}"
-
-
-def _sealed_json_with_rows(head: Mapping[str, Any], key: str, rows: Sequence[Any]) -> str:
-    """`_json_with_rows` with a `checksum` field over the whole document, so readers detect any change."""
-    body = json.loads(_json_with_rows(head, key, rows))
-    return _json_with_rows({**head, CHECKSUM_KEY: json_checksum(body)}, key, rows)
-
-
-def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[str, Any] | None = None
-                   ) -> tuple[Path, Path]:
-    """Write identity.json and identity.csv (one row per name, stable fields) into out_dir, atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [_clean(r.to_dict()) for r in result.records]
-    z_keys = list(dict.fromkeys(k for row in rows for k in row if k.startswith("z_")))
-    payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}),
-               "config": config_to_dict(result.config), "dse_sigma": result.dse_sigma,
-               "prior_names": result.prior_names, "notes": result.notes, "absorption": result.absorption,
-               "seed_stability": result.seed_stability, "fields": [*FIELDS, *z_keys]}
-    json_path = out / "identity.json"
-    atomic_write_text(json_path, _sealed_json_with_rows(payload, "names", rows))
-    table = ({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict)) else
-              ("" if v is None else v) for k, v in row.items()} for row in rows)
-    csv_path = out / "identity.csv"
-    atomic_write_text(csv_path, csv_text(table, [*FIELDS, *z_keys]))
-    return json_path, csv_path
-
-
-def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingStore | None = None,
-                   meta: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
-    """Write features.json (per-feature stats, label, top names/rows, histogram sample) and features.csv."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    records = stats.records(store.names if store is not None else None,
-                            store.prompts if store is not None else None)
-    payload = {"format_version": FORMAT_VERSION, **(dict(meta) if meta else {}), "d_sae": stats.d_sae,
-               "n_rows": stats.n_rows, "n_names": len(stats.names), "config": config_to_dict(stats.config)}
-    json_path = out / "features.json"
-    atomic_write_text(json_path, _sealed_json_with_rows(payload, "features", _clean(records)))
-    csv_path = out / "features.csv"
-    atomic_write_text(csv_path, csv_frame_text(stats.frame()))
-    return json_path, csv_path
 
 
 def add_seed_stability(result: IdentityResult, reference: Any, others: Sequence[Any], store: EmbeddingStore,

@@ -40,7 +40,7 @@ def match_features(reference: np.ndarray, other: np.ndarray, features: Sequence[
     [d_sae_b, d] one to one, maximising the total cosine (Hungarian, over each feature's nearest candidates)."""
     from scipy.optimize import linear_sum_assignment
 
-    feats = np.asarray(sorted(set(int(f) for f in features)), dtype=np.int64)
+    feats = np.asarray(sorted({int(f) for f in features}), dtype=np.int64)
     if feats.size == 0:
         return FeatureMatch(feats, feats.copy(), np.zeros(0))
     a, b = _unit(reference[feats]), _unit(other)
@@ -89,7 +89,7 @@ def seed_stability(verdicts: Sequence[Mapping[str, Sequence[int]]], directions: 
             entry["reference_feature"] = j
             entry["matched_features"] = [int(m) for m, _ in pairs]
             entry["matched_cosine"] = float(np.mean([c for _, c in pairs]))
-            entry["feature_agreement"] = float(np.mean([m in set(int(f) for f in v.get(name, ()))
+            entry["feature_agreement"] = float(np.mean([m in {int(f) for f in v.get(name, ())}
                                                         for (m, _), v in zip(pairs, verdicts[1:])]))
         per_name[name] = entry
     cos = [e["matched_cosine"] for e in per_name.values() if e["matched_cosine"] is not None]
@@ -105,9 +105,12 @@ def seed_stability(verdicts: Sequence[Mapping[str, Sequence[int]]], directions: 
 
 
 def verdicts_of(records: Sequence[Any]) -> dict[str, tuple[int, ...]]:
-    """Each record's identity features (best first) keyed by name, from IdentityRecords or their dicts."""
+    """Each record's identity features (best first) keyed by name, from IdentityRecords or their identity.json
+    dicts (whose `identity_features` are the detailed entries)."""
     out: dict[str, tuple[int, ...]] = {}
     for r in records:
-        feats = r.identity_features if hasattr(r, "identity_features") else r.get("identity_features") or []
-        out[r.name if hasattr(r, "name") else r["name"]] = tuple(int(f["feature"]) for f in feats)
+        if isinstance(r, Mapping):
+            out[r["name"]] = tuple(int(f["feature"]) for f in r.get("identity_features") or [])
+        else:
+            out[r.name] = tuple(r.identity_features)
     return out

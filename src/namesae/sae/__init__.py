@@ -11,12 +11,14 @@ Python API::
 
 Every SAE folder opens with `sae_lens.SAE.load_from_disk(folder)` and gives the same codes on store rows.
 Modules: `config` (TrainConfig), `data` (filters, split, stream), `fast` (fused TopK-family step), `train`
-(the run: checkpoints, resume, metrics), `state` (resumable state), `metrics`, `model` (TrainedSAE, load/save).
+(the run: checkpoints, resume, metrics), `state` (resumable state), `metrics` (SAEMetrics, metrics.json),
+`model` (TrainedSAE, load/save).
 """
 
 from namesae.devices import resolve_device
 from namesae.sae.config import ARCHITECTURES, ENGINES, TrainConfig
 from namesae.sae.data import RowSplit, StoreStream, select_rows, split_rows
+from namesae.sae.metrics import METRICS_FORMAT_VERSION, SAEMetrics
 from namesae.sae.model import (
                                CodeBlock,
                                TrainedSAE,
@@ -30,7 +32,8 @@ from namesae.sae.model import (
 from namesae.sae.train import RunPlan, build_training_sae, plan_run, train_sae
 
 __all__ = [
-    "ARCHITECTURES", "ENGINES", "CodeBlock", "RowSplit", "RunPlan", "StoreStream", "TrainConfig", "TrainedSAE",
+    "ARCHITECTURES", "ENGINES", "METRICS_FORMAT_VERSION", "CodeBlock", "RowSplit", "RunPlan", "SAEMetrics",
+    "StoreStream", "TrainConfig", "TrainedSAE",
     "build_sae_from_weights", "build_training_sae", "check_space", "decode", "encode", "encode_store",
     "load_sae", "plan_run", "resolve_device", "select_rows", "split_rows", "train_sae",
 ]

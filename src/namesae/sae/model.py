@@ -35,6 +35,7 @@ from namesae.io import (
     sealed,
     sha256_file,
 )
+from namesae.sae.metrics import save_metrics
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ class TrainedSAE:
     info: dict[str, Any] = field(default_factory=dict)
     """Contents of namesae.json."""
     metrics: dict[str, Any] | None = None
-    """Contents of metrics.json (held-out metrics), when present."""
+    """Contents of metrics.json (held-out metrics) without its format_version, when present; typed:
+    `namesae.sae.metrics.SAEMetrics.load(folder / "metrics.json")`."""
     train_log: list[dict[str, Any]] = field(default_factory=list)
     """Progress records (step, loss, mse, l0, explained_variance) written during training."""
     training_model: Any = None
@@ -236,7 +238,7 @@ def write_saelens_folder(inference_sae: Any, folder: Path, info: dict[str, Any],
         save_file(state, str(tmp / WEIGHTS_FILE))
         atomic_write_text(tmp / CFG_FILE, json.dumps(inference_sae.cfg.to_dict()))
         if metrics is not None:
-            atomic_write_json(tmp / METRICS_FILE, metrics)
+            save_metrics(metrics, tmp / METRICS_FILE)
         atomic_write_json(tmp / INFO_FILE, _info_with_checksums(info, tmp))
 
 
@@ -255,7 +257,7 @@ def write_saelens_files(inference_sae: Any, folder: Path, info: dict[str, Any],
         save_file(state, str(tmp))
     atomic_write_text(folder / CFG_FILE, json.dumps(inference_sae.cfg.to_dict()))
     if metrics is not None:
-        atomic_write_json(folder / METRICS_FILE, metrics)
+        save_metrics(metrics, folder / METRICS_FILE)
     atomic_write_json(folder / INFO_FILE, _info_with_checksums(info, folder))
 
 
@@ -397,6 +399,7 @@ def load_sae(path: str | Path, device: str = "cpu", verify: bool = True) -> Trai
     metrics = None
     if (path / METRICS_FILE).is_file():
         metrics = _read_json_file(path / METRICS_FILE, dict, "metrics.json", fix)
+        metrics.pop("format_version", None)  # the measurements, as `train_sae` returns them
     train_log = []
     if (path / TRAIN_LOG_FILE).is_file():
         train_log = _read_json_file(path / TRAIN_LOG_FILE, list, "train_log.json", fix)
