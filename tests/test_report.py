@@ -39,25 +39,51 @@ def emergence_result(names: list[str]):
                            series, EmergenceConfig(), [False, False])
 
 
+def save_identity(path: Path, records: list[dict]) -> Path:
+    """identity.json written by its owner (IdentityResult.save) from short record specs: identity features as
+    (feature, precision, recall), top features as (feature, share, label)."""
+    from namesae.identity.config import IdentityConfig
+    from namesae.identity.result import IdentityFeature, IdentityRecord, IdentityResult, TopFeature
+
+    out = []
+    for r in records:
+        r = dict(r)
+        ids = [IdentityFeature(f, p, rc, p) for f, p, rc in r.pop("identity_features", [])]
+        tops = [TopFeature(f, sh, 0.5, 0.5, 0.5, 3, False, label, 0.3) for f, sh, label in r.pop("top_features", [])]
+        out.append(IdentityRecord(identity_feature_details=tuple(ids), top_features=tuple(tops),
+                                  **{"dedicated": False, "dedication": 0.0, **r}))
+    return IdentityResult(out, IdentityConfig()).save(path)
+
+
+def save_features(path: Path, specs: list[dict], n_names: int) -> Path:
+    """features.json written by its owner (FeaturesResult.save)."""
+    from namesae.features.config import FeatureConfig
+    from namesae.features.result import FeatureRecord, FeaturesResult, TopName
+
+    records = [FeatureRecord(s["feature"], 0.1, 3, 0.5, 0.9, 1.5, 1,
+                             top_names=tuple(TopName(n, 1.0, 1.0, 0.75) for n in s.get("top_names", [])),
+                             histogram_values=s.get("histogram_values", ()), label=s.get("label"),
+                             label_cosine=0.8 if s.get("label") else None, runner_up="other" if s.get("label") else None,
+                             label_margin=0.3 if s.get("label") else None) for s in specs]
+    return FeaturesResult(records, len(specs), n_names * 4, n_names, FeatureConfig()).save(path)
+
+
 def make_run(root: Path, n_names: int = 12) -> Path:
     """A small run directory with every artefact the report reads, including a hostile name and images."""
     rng = np.random.default_rng(0)
     names = [f"Name {i}" for i in range(n_names - 2)] + [INJECTION, "Zoë Ñandú"]
-    identity = [
+    (root / "world").mkdir(parents=True)
+    save_identity(root / "identity.json", [
         {"name": n, "n_rows": 4, "dedicated": i % 3 == 0, "dedication": float(rng.uniform()),
-         "identity_features": [{"feature": i, "precision": 0.9, "recall": 0.8}] if i % 3 == 0 else [],
-         "top_features": [{"feature": (i + 1) % n_names, "share": 0.4, "label": "age:elderly"}],
+         "identity_features": [(i, 0.9, 0.8)] if i % 3 == 0 else [],
+         "top_features": [((i + 1) % n_names, 0.4, "age:elderly")],
          "part_composition": float(rng.uniform()), "trace": float(rng.uniform()),
          "cos_mean": float(rng.uniform()), "dse": 1.2, "attributes": {"age": {"mean": 40.0, "std": 3.0}},
-         "z_trace": 0.5}
-        for i, n in enumerate(names)
-    ]
-    features = [{"feature": j, "label": INJECTION if j == 1 else f"label {j}", "frequency": 0.1,
-                 "mean_activation": 0.5, "top_names": [{"name": names[j], "mass": 1.0}],
-                 "histogram_values": rng.exponential(size=30).tolist()} for j in range(n_names)]
-    (root / "world").mkdir(parents=True)
-    (root / "identity.json").write_text(json.dumps({"names": identity}))
-    (root / "features.json").write_text(json.dumps({"features": features}))
+         "z": {"trace": 0.5}}
+        for i, n in enumerate(names)])
+    save_features(root / "features.json", [
+        {"feature": j, "label": INJECTION if j == 1 else f"label {j}", "top_names": [names[j]],
+         "histogram_values": tuple(rng.exponential(size=30).tolist())} for j in range(n_names)], len(names))
     write_scorecard(root / "scorecard.json")
     emergence_result(names).save(root / "emergence" / "emergence.json")
     (root / "world" / "truth.json").write_text(json.dumps({"names": [
@@ -162,6 +188,6 @@ def test_names_with_known_first_names_get_a_peak_decade_map(tmp_path):
     rows = rng.normal(size=(len(names) * 3, 8))
     write_store(root / "world" / "image.h5", rows, [n for n in names for _ in range(3)], ["a photo"] * len(rows),
                 "image", space="test:image")
-    (root / "identity.json").write_text(json.dumps({"names": [{"name": n, "n_rows": 3} for n in names]}))
+    save_identity(root / "identity.json", [{"name": n, "n_rows": 3} for n in names])
     result = build_report(root, tmp_path / "site")
     assert "map_decade.png" in result.plots and "map_names.png" not in result.plots  # no images on disk

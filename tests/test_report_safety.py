@@ -17,7 +17,7 @@ from namesae.report.site import REPORT_MARKER
 from namesae.store import write_store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report import make_run
+from test_report import make_run, save_features, save_identity
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -37,8 +37,9 @@ def run_cli(monkeypatch, capsys, args: list[str]) -> tuple[int, list[str]]:
 def small_run(root: Path) -> Path:
     """A run folder with identity.json and features.json only (no images: the report is quick)."""
     root.mkdir(parents=True)
-    (root / "identity.json").write_text(json.dumps({"names": [{"name": "Ada", "dedicated": True}]}))
-    (root / "features.json").write_text(json.dumps({"features": [{"feature": 0, "label": "x"}]}))
+    save_identity(root / "identity.json", [{"name": "Ada", "n_rows": 1, "dedicated": True, "dedication": 0.9,
+                                            "identity_features": [(0, 0.9, 1.0)]}])
+    save_features(root / "features.json", [{"feature": 0, "label": "x"}], 1)
     (root / "metrics.json").write_text(json.dumps({"explained_variance": 0.9}))
     (root / "run.json").write_text(json.dumps({"identity": "identity.json"}))
     return root

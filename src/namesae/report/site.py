@@ -94,44 +94,29 @@ def _read_json(path: Path | None, kinds: tuple[type, ...] = (dict, list)) -> Any
     return data
 
 
-def _records(data: Any, keys: tuple[str, ...], path: Path | None = None) -> list[dict]:
-    """A list of record dicts from either a bare list or a dict holding one under a known key.
+def _loaded(path: Path, module: str, name: str, missing: Any) -> Any:
+    """A result file read by its owner's loader (`missing` when the file is absent); as a dict for the pages
+    when the result type has `to_dict` and the caller asked for a dict (missing == {})."""
+    if not path.is_file():
+        return missing
+    import importlib
 
-    With `path` (the result files the report is built from) a record list of the wrong shape is refused, naming
-    the file and the field; without it (optional side files) what does not fit is left out.
-    """
-    if data is None or not isinstance(data, (list, dict)):
-        return []
-    found, where = None, "top level"
-    if isinstance(data, list):
-        found = data
-    else:
-        for key in keys:
-            if key in data:
-                found, where = data[key], f"field {key!r}"
-                break
-        if found is None:
-            return []
-    if isinstance(found, dict):
-        found = [dict(v, name=k) if isinstance(v, dict) and "name" not in v else v for k, v in found.items()]
-    if path is None:
-        return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
-    fix = "re-run the step that wrote it"
-    if not isinstance(found, list):
-        raise NamesaeError(f"{path}: {where} must be a list of records, got {type(found).__name__}; {fix}")
-    for i, rec in enumerate(found):
-        if not isinstance(rec, dict):
-            raise NamesaeError(f"{path}: record {i} of {where} must be an object, got {type(rec).__name__}; {fix}")
-    return found
+    result = getattr(importlib.import_module(module), name).load(path)
+    return result.to_dict() if isinstance(missing, dict) else result
 
 
-def _check_records(records: list[dict], path: Path, key: str, kinds: tuple[type, ...]) -> None:
-    """Refuse records whose identifying field (a name, a feature index) is missing or of the wrong type."""
-    for i, rec in enumerate(records):
-        value = rec.get(key)
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            raise NamesaeError(f"{path}: record {i} has field {key!r} = {value!r:.60}, expected "
-                               f"{' or '.join(k.__name__ for k in kinds)}; re-run the step that wrote it")
+def _groups_file(path: Path) -> dict[str, Any]:
+    """groups.json as {"names": {name: {"groups": [...]}}}: a run's name groups (GroupsResult) or one name's
+    groups as `namesae groups --out` writes them (EmbeddingGroups)."""
+    if not path.is_file():
+        return {}
+    from namesae.groups.result import EmbeddingGroups, GroupsResult
+
+    data = _read_json(path, (dict,))
+    if "names" in data:
+        return GroupsResult.load(path).to_dict()
+    one = EmbeddingGroups.load(path).to_dict()
+    return {"names": {str(one.get("name") or one.get("row_name") or "?"): one}}
 
 
 def _merged(manifest: RunManifest, prefix: str, default: Path) -> dict[str, Any]:
@@ -189,19 +174,18 @@ class _Run:
         self.dino_store = manifest.path("dino_store")
         self.scorecard: ScorecardFile | None = (load_scorecard(self.paths["scorecard"])
                                                 if self.paths["scorecard"].is_file() else None)
-        self.metrics = _read_json(self.paths["metrics"], (dict,)) or {}
-        identity = _read_json(self.paths["identity"])
-        self.identity = _records(identity, ("names", "records", "identity"), self.paths["identity"])
-        header = identity if isinstance(identity, dict) else {}
-        self.identity_summary = {k: header[k] for k in ("absorption", "seed_stability")
-                                 if isinstance(header.get(k), dict) and header[k]}
-        rule = header.get("config", {}).get("rule") if isinstance(header.get("config"), dict) else None
-        if isinstance(rule, str):
-            self.identity_summary["rule"] = {"rule": rule}
-        _check_records(self.identity, self.paths["identity"], "name", (str,))
-        self.features = _records(_read_json(self.paths["features"]), ("features", "records"), self.paths["features"])
-        _check_records(self.features, self.paths["features"], "feature", (int,))
-        self.groups = _read_json(self.paths["groups"]) or {}
+        # Every result file is read through the loader of the module that owns its format (one-line refusals).
+        self.metrics = _loaded(self.paths["metrics"], "namesae.sae.metrics", "SAEMetrics", {})
+        identity = _loaded(self.paths["identity"], "namesae.identity.result", "IdentityResult", None)
+        self.identity = [r.to_dict() for r in identity.records] if identity is not None else []
+        self.identity_summary: dict[str, dict[str, Any]] = {}
+        if identity is not None:
+            self.identity_summary = {k: v for k, v in (("absorption", identity.absorption),
+                                                       ("seed_stability", identity.seed_stability)) if v}
+            self.identity_summary["rule"] = {"rule": identity.config.rule}
+        features = _loaded(self.paths["features"], "namesae.features.result", "FeaturesResult", None)
+        self.features = [f.to_dict() for f in features.features] if features is not None else []
+        self.groups = _groups_file(self.paths["groups"])
         self.emergence: EmergenceResult | None = None
         if self.paths["emergence"].is_file():
             from namesae.emergence.result import EmergenceResult
@@ -214,7 +198,8 @@ class _Run:
         self.steer = [_read_json(a.path, (dict,)) | {"_dir": str(a.path.parent)}
                       for _, a in sorted(manifest.with_prefix("steer").items()) if a.path.is_file()]
         truth = _read_json(self.paths["truth"]) or {}
-        self.truth = {str(r["name"]): r for r in _records(truth, ("names",)) if "name" in r}
+        self.truth = {str(r["name"]): r for r in truth.get("names", []) if isinstance(r, dict) and "name" in r} \
+            if isinstance(truth, dict) else {}
         if not self.identity and not self.features and self.scorecard is None:
             raise NamesaeError(f"{run_dir}: no identity.json, features.json or scorecard.json found; "
                                "run `namesae identity`/`features` (or `namesae demo`) first")
@@ -394,9 +379,11 @@ def _embedding_map(store_path: Path, out: Path, medoids: dict[str, str] | None =
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, max_feature_pages: int = 2000
                  ) -> ReportResult:
     """Write the static HTML report of a run directory; returns where the index is."""
-    run = _Run(Path(run_dir))
-    out = Path(out_dir) if out_dir is not None else run.dir / "report"
-    check_report_out(out, run.dir)  # what atomic_dir replaces is empty or a namesae report: nothing else is deleted
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "report"
+    if run_dir.is_dir():
+        check_report_out(out, run_dir)  # what atomic_dir replaces is empty or a namesae report: nothing else goes
+    run = _Run(run_dir)
     with atomic_dir(out) as stage:
         result = _write_site(run, stage, max_feature_pages)
         atomic_write_json(stage / REPORT_MARKER, {"format": REPORT_FORMAT, "run": str(run.dir.resolve())})
