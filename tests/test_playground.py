@@ -205,6 +205,45 @@ def test_playground_images_are_what_namesae_steer_draws_from_the_exported_edits(
         playground.close()
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder in the tiny open_clip space, which has an image encoder: an SAE and an image store."""
+    from namesae.sae import build_sae_from_weights
+    from namesae.store import write_store
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    space, d_in, d_sae = "open_clip:tiny:seed0:image", 64, 96
+    g = torch.Generator().manual_seed(0)
+    W_dec = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=g), dim=1)
+    build_sae_from_weights(W_dec.T.clone(), torch.full((d_sae,), -0.05), W_dec, torch.zeros(d_in), space=space,
+                           out_dir=root / "sae")
+    x = torch.nn.functional.normalize(torch.randn(6, d_in, generator=g), dim=1).numpy()
+    (root / "world").mkdir()
+    write_store(root / "world" / "image.h5", x, ["Ann", "Ann", "Bo", "Bo", "Cy", "Cy"], "a photo", "image", space,
+                normalized=True, seeds=list(range(6)))
+    return root
+
+
+def test_an_uploaded_image_is_embedded_by_the_runs_encoder_and_replays_with_namesae_steer(tiny_run, tmp_path):
+    playground = Playground.open(tiny_run, model=f"tiny:{tiny_run / 'decoder'}", export_dir=tmp_path / "pg")
+    try:
+        assert playground.image_note() is None and playground.dedicated_names() == []
+        drawn = playground.decode(playground.select("row", 2), EditStack(), seed=1).original
+        drawn.save(tmp_path / "upload.png")
+        selection = playground.select("image", tmp_path / "upload.png")
+        assert selection.value.parent == tmp_path / "pg" / "uploads"  # kept: the upload's temporary file goes
+        assert selection.groups and all(g.origin == "live" for g in selection.groups)
+        stack = EditStack().push(group_edit("zero", selection.groups[0]))
+        pair = playground.decode(selection, stack, seed=2)
+        assert np.abs(pixels(pair.original) - pixels(pair.edited)).max() > 0
+        export = playground.export(selection, stack, seed=2)
+        assert f"--image {selection.value}" in export.command
+        assert namesae(*shlex.split(export.command)[1:]) == 0
+        assert np.array_equal(pixels(tmp_path / "pg" / "replay" / "edited_s2.png"), pixels(pair.edited))
+    finally:
+        playground.close()
+
+
 # ---- the web page, in headless chromium ----------------------------------------------------------------------------
 def listening_addresses(port: int) -> set[str]:
     """Local addresses (hex, as /proc/net/tcp{,6} write them) with a socket listening on `port`."""
