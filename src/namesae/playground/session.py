@@ -2,7 +2,8 @@
 name, row or image is made of (feature groups, top features), decoding an edit stack, exporting it.
 
 Images are drawn by `Steerer.steer`, the function `namesae steer` draws with, so an exported edit list replayed
-with `namesae steer --edit FILE --seed S` (the command `Export.command` spells out) gives the same pixels.
+with `namesae steer --edit FILE --seed S` (the command `Export.command` spells out) gives the same pixels, on the
+same machine and torch thread count (threads change float rounding, and a pixel by a level).
 """
 
 from __future__ import annotations
