@@ -9,7 +9,7 @@ STAMP := $(VENV)/.namesae-installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,playground]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -31,6 +31,7 @@ from namesae.steer import (
     resolve_edits,
     steer_embeddings,
 )
+from namesae.steer.record import STEER_FORMAT_VERSION, SteerRecord
 
 D_IN, D_SAE = 64, 96
 
@@ -429,6 +430,7 @@ def test_steer_cli_writes_original_and_edited_side_by_side_with_the_edits(tmp_pa
     assert json.loads(meta["seeds"]) == [0, 4] and json.loads(meta["source"])["value"] == "name1"
     record = json.loads((tmp_path / "b" / "steer.json").read_text())
     assert record["summary"]["features_changed"] == [6]
+    assert SteerRecord.load(tmp_path / "b" / "steer.json").parsed_edits() == [AddGroup((0, 1, 2, 3, 4, 5), 3.0)]
     assert abs(record["summary"]["norm_edited"][0] - record["summary"]["norm_original"][0]) < 1e-5
 
 
@@ -472,3 +474,33 @@ def test_steer_cli_from_a_prompt_through_the_prior_and_a_transfer_from_an_image(
     assert record["edits"][0]["to"]["codes"]  # the donor image's codes, resolved and recorded
     original, edited = halves(tmp_path / "p" / "side_by_side.png")
     assert np.abs(original - edited).max() > 0
+
+
+# ---- steer.json ---------------------------------------------------------------------------------------------------
+def test_steer_record_round_trips_and_refuses_another_format_version_in_one_line(tmp_path):
+    record = SteerRecord(edits=[{"op": "zero", "features": [1, 2], "label": "identity"},
+                                {"op": "transfer", "alpha": 0.5, "to": {"name": "Vicki"}, "from": "self",
+                                 "features": [3]}],
+                         seeds=[0, 3], source={"kind": "name", "value": "<script>", "scale": None},
+                         sae={"dir": "sae", "space": "synth:0:image", "d_in": 8, "d_sae": 16},
+                         summary={"rows": 1, "features_changed": [3]}, files={"side_by_side": "side_by_side.png"},
+                         keep_norm=True, layout="rows = seeds; columns = original, edited")
+    path = record.save(tmp_path / "steer.json")
+    assert json.loads(path.read_text())["format_version"] == STEER_FORMAT_VERSION == 1
+    again = SteerRecord.load(path)
+    assert again == record
+    assert again.parsed_edits() == [ZeroGroup((1, 2), "identity"), Transfer(0.5, CodeRef("name", "Vicki"),
+                                                                            features=(3,))]
+    data = json.loads(path.read_text())
+    (tmp_path / "v2.json").write_text(json.dumps({**data, "format_version": 2}))
+    with pytest.raises(NamesaeError) as err:
+        SteerRecord.load(tmp_path / "v2.json")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1
+    assert str(tmp_path / "v2.json") in message and "'format_version' is 2" in message and "namesae steer" in message
+    del data["seeds"]
+    (tmp_path / "noseeds.json").write_text(json.dumps(data))
+    with pytest.raises(NamesaeError, match="field 'seeds' is missing; write it again with `namesae steer`"):
+        SteerRecord.load(tmp_path / "noseeds.json")
+    with pytest.raises(NamesaeError, match="file not found"):
+        SteerRecord.load(tmp_path / "absent.json")

@@ -326,3 +326,19 @@ def csv_frame_text(frame: Any) -> str:
         if safe[column].dtype == object:
             safe[column] = safe[column].map(csv_cell)
     return safe.to_csv(index=False)
+
+
+def read_json(path: str | Path, missing: str, fix: str) -> Any:
+    """The parsed content of a JSON file; one line naming the file when it is absent (`missing`: what to run),
+    unreadable, or not JSON (`fix`: how to rewrite it)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NamesaeError(f"{path}: file not found; {missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NamesaeError(f"{path}: invalid JSON ({err}); {fix}") from None
+    except IsADirectoryError:
+        raise NamesaeError(f"{path}: is a folder, not a JSON file; {missing}") from None
+    except OSError as err:
+        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None

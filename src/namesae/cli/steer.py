@@ -53,94 +53,19 @@ def steer(
     """Steer one embedding through an SAE: f = encode(x), edit f (set / add / scale / zero features or groups,
     transfer a group from another image or name), x' = x + decode(f') - decode(f) so the reconstruction error is
     kept, then decode x and x' with the same seeds into a side-by-side image whose metadata holds the edits."""
-    from namesae.devices import resolve_device
-    from namesae.errors import NamesaeError
+    from namesae.steer.run import SteerRequest, run_steer
 
-    device = resolve_device(device)
-    chosen = [k for k, v in (("--row", row), ("--name", name), ("--image", image), ("--prompt", prompt))
-              if v is not None]
-    if len(chosen) != 1:
-        raise NamesaeError(f"give exactly one of --row, --name, --image, --prompt (got {chosen or 'none'})")
-    if (row is not None or name is not None) and store is None:
-        raise NamesaeError(f"{chosen[0]} needs --store, the embedding store the row or name lives in")
-    from namesae.decoders import (
-        DecodeSettings,
-        check_space,
-        describe_decoder,
-        encoder_for_space,
-        load_decoder,
-        quiet_loading,
-        resolve_model,
-    )
-    from namesae.sae import load_sae
-    from namesae.steer import CodeRef, Transfer, load_edits, load_groups, resolve_edits, sae_functions
-    from namesae.steer.images import (
-        reference_embeddings,
-        source_from_image,
-        source_from_prompt,
-        source_from_store,
-        steer_images,
-        write_steer_outputs,
-    )
-    from namesae.store import EmbeddingStore
-
-    edits = load_edits(edit, load_groups(groups) if groups is not None else None)
-    needs_prior = prompt is not None or any(
-        isinstance(ref, CodeRef) and ref.kind == "prompt"
-        for e in edits if isinstance(e, Transfer) for ref in (e.target, e.source))
-    sae = load_sae(sae_dir, device=device)
-    settings = DecodeSettings(height=height, width=width, steps=steps, guidance_scale=guidance_scale,
-                              noise_level=noise_level, embed_norm=embed_norm,
-                              negative=negative if pipeline == "kandinsky22" else None)
-    opened = EmbeddingStore.open(store) if store is not None else None
-    try:
-        if opened is not None and (opened.dim != sae.d_in or sae.space not in (None, opened.space)):
-            from namesae.errors import SpaceMismatchError
-            raise SpaceMismatchError(f"{store}: space '{opened.space}' ({opened.dim}-d) but the SAE {sae_dir} was "
-                                     f"trained on '{sae.space}' ({sae.d_in}-d); pass the store it was trained on")
-        model_path = resolve_model(pipeline, model, space=sae.space, dim=sae.d_in)
-        check_space(describe_decoder(pipeline, model_path, prior, decoder_space), sae.space, sae.d_in,
-                    f"SAE {sae_dir}")  # before minutes of loading weights
-        quiet_loading()
-        decoder = load_decoder(pipeline, model_path, prior, device=device, dtype=dtype, settings=settings,
-                               space=decoder_space, load_prior=negative != "zeros" or needs_prior)
-        check_space(decoder.info, sae.space, sae.d_in, f"SAE {sae_dir}")
-        unit = normalize if normalize is not None else (opened.normalized if opened is not None else True)
-
-        def image_encoder():  # built only when an image must be embedded
-            from namesae.encoders import load_encoder
-
-            spec = encoder_for_space(sae.space or decoder.space)
-            if spec is None:
-                raise NamesaeError(f"the SAE's space {sae.space!r} has no open_clip image encoder to embed images")
-            return load_encoder(spec["model"], spec["pretrained"], device=device, dtype=dtype, normalize=unit)
-
-        seed_list = list(seeds) if seeds else [0]
-        if prompt is not None:
-            source = source_from_prompt(decoder, prompt, seed_list[0], unit)
-        elif image is not None:
-            source = source_from_image(image_encoder(), image)
-        else:
-            source = source_from_store(opened, row=row, name=name)
-        encode, decode = sae_functions(sae)
-        edits = resolve_edits(edits, encode, reference_embeddings(opened, image_encoder, decoder, unit, seed_list[0]))
-        prompts = [decode_prompt] if decode_prompt is not None and pipeline == "sd21-unclip" else None
-        steered = steer_images(source.embedding, edits, encode, decode, decoder, seed_list, keep_norm=keep_norm,
-                               scale=source.scale, prompts=prompts)
-    finally:
-        if opened is not None:
-            opened.close()
-    from namesae.decoders import info_dict
-
-    meta = {"namesae": "steer", "sae": {"dir": str(sae_dir), "space": sae.space, "d_in": sae.d_in,
-                                        "d_sae": sae.d_sae},
-            "decoder": info_dict(decoder.info, decoder.settings), "source": source.describe(),
-            "keep_norm": keep_norm, "decode_prompt": decode_prompt}
-    files = write_steer_outputs(out, steered, meta)
-    summary = steered.result.summary()
-    typer.echo(f"steered {source.kind} {source.value!r} with {len(edits)} edit(s): cosine to original "
+    request = SteerRequest(
+        sae=sae_dir, edits=edit, out=out, pipeline=pipeline, model=model, prior=prior, row=row, name=name,
+        image=image, prompt=prompt, store=store, groups=groups, seeds=tuple(seeds or (0,)), keep_norm=keep_norm,
+        embed_norm=embed_norm, decode_prompt=decode_prompt, normalize=normalize, steps=steps,
+        guidance_scale=guidance_scale, noise_level=noise_level, height=height, width=width, negative=negative,
+        decoder_space=decoder_space, device=device, dtype=dtype)
+    done = run_steer(request)
+    source, summary = done.outcome.source, done.outcome.steered.result.summary()
+    typer.echo(f"steered {source.kind} {source.value!r} with {len(done.outcome.edits)} edit(s): cosine to original "
                f"{summary['cosine_to_original'][0]:.4f}, {summary['features_changed'][0]} feature(s) changed")
     from namesae.cli.options import record
 
-    record(files.record, "steer" if name is None else f"steer.{name}", sae=sae_dir, store=store)
-    typer.echo(f"wrote {files.grid} (original | edited, seeds {seed_list}), {files.record}")
+    record(done.files.record, "steer" if name is None else f"steer.{name}", sae=sae_dir, store=store)
+    typer.echo(f"wrote {done.files.grid} (original | edited, seeds {list(request.seeds)}), {done.files.record}")

@@ -20,7 +20,9 @@ Codes may go negative under add / transfer: decoding is linear in f, so a negati
 
 Modules: `edits.py` (the edit dataclasses, JSON/TOML parsing, groups files), `core.py` (the steering maths on
 tensors, reference resolution, the identity-ablation score), `images.py` (sources of embeddings, decoding the
-original and edited embedding with the same seeds, the files `namesae steer` writes). Scored on a synthetic world in
+original and edited embedding with the same seeds, the files `namesae steer` writes), `record.py` (steer.json, its
+versioned format), `run.py` (`run_steer(SteerRequest(...))`: `namesae steer` as one call, and the `Steerer` that
+keeps the SAE and decoder loaded for the playground). Scored on a synthetic world in
 `namesae.synth.score.steer`. Decoders: namesae.decoders.
 
 Python API::
@@ -28,6 +30,8 @@ Python API::
     from namesae.steer import ZeroGroup, AddFeature, Transfer, steer, steer_embeddings, load_edits
     result = steer(sae, x, [ZeroGroup((12, 40)), AddFeature(7, 2.0)], keep_norm=True)   # x, x' [n, d]
     result.embeddings                     # x', to hand to a decoder (namesae.decoders.load_decoder(...).decode)
+    run_steer(SteerRequest(sae=Path("runs/demo/sae"), store=Path("runs/demo/world/image.h5"), name="Vicki",
+                           edits=(ZeroGroup((12, 40)),), model="tiny:runs/demo/steer/tiny_kandinsky22", out=Path("o")))
 """
 
 from namesae.steer.core import (
@@ -64,11 +68,14 @@ from namesae.steer.edits import (
     parse_edits,
     parse_ref,
 )
+from namesae.steer.record import STEER_FORMAT_VERSION, SteerRecord
+from namesae.steer.run import Steerer, SteerOutcome, SteerRequest, SteerRun, run_steer
 
 __all__ = [
-    "OPS", "SELF", "AblationScore", "AblationSummary", "AddFeature", "AddGroup", "CodeRef", "Edit", "ScaleFeature",
-    "ScaleGroup", "SetFeature", "SetGroup", "SteerResult", "Transfer", "ZeroFeature", "ZeroGroup", "apply_edits",
+    "OPS", "SELF", "STEER_FORMAT_VERSION", "AblationScore", "AblationSummary", "AddFeature", "AddGroup", "CodeRef",
+    "Edit", "ScaleFeature", "ScaleGroup", "SetFeature", "SetGroup", "SteerOutcome", "SteerRecord", "SteerRequest", "SteerResult",
+    "SteerRun", "Steerer", "Transfer", "ZeroFeature", "ZeroGroup", "apply_edits",
     "codes_of_ref", "edits_to_json", "identity_ablation_score", "identity_ablation_scores", "load_edits",
-    "load_groups", "parse_edit", "parse_edits", "parse_ref", "resolve_edits", "sae_functions",
+    "load_groups", "parse_edit", "parse_edits", "parse_ref", "resolve_edits", "run_steer", "sae_functions",
     "steer", "steer_embeddings",
 ]

@@ -12,9 +12,10 @@ import torch
 from torch import Tensor
 
 from namesae.errors import NamesaeError
-from namesae.io import atomic_file, atomic_write_json
+from namesae.io import atomic_file
 from namesae.steer.core import SteerResult, steer_embeddings
 from namesae.steer.edits import CodeRef, Decode, Edit, Encode, edits_to_json
+from namesae.steer.record import record_of
 
 
 @dataclass
@@ -169,8 +170,8 @@ def write_steer_outputs(out_dir: str | Path, steered: SteeredImages, metadata: M
     tensors = {k: v.detach().float().cpu().clone().contiguous() for k, v in tensors.items()}  # no shared storage
     with atomic_file(out / "embeddings.safetensors") as tmp:
         save_file(tensors, str(tmp))
-    record = {**meta, "summary": r.summary(), "files": {"side_by_side": grid.name,
-              "original": [p.name for p in originals], "edited": [p.name for p in editeds],
-              "embeddings": "embeddings.safetensors"}}
-    atomic_write_json(out / "steer.json", record, indent=2, default=str)
-    return SteerFiles(grid, originals, editeds, out / "steer.json", out / "embeddings.safetensors")
+    files = {"side_by_side": grid.name, "original": [p.name for p in originals], "edited": [p.name for p in editeds],
+             "embeddings": "embeddings.safetensors"}
+    record = record_of(metadata, meta["edits"], steered.seeds, steered.scale, meta["layout"], r.summary(), files)
+    path = record.save(out / "steer.json")
+    return SteerFiles(grid, originals, editeds, path, out / "embeddings.safetensors")
