@@ -27,9 +27,14 @@ def test_shipped_demo_config_equals_the_built_in_defaults():
 def test_small_demo_writes_every_output_and_prints_the_scorecard(small_run):
     run, output = small_run
     assert "namesae demo scorecard" in output and "scorecard.json" in output and "report:" in output
-    manifest = json.loads((run / "run.json").read_text())
-    for key, rel in manifest.items():
-        assert (run / rel).exists(), (key, rel)
+    from namesae.runs import read_run
+
+    manifest = read_run(run)
+    for key, artefact in manifest.artefacts.items():
+        assert artefact.path.exists(), (key, artefact.path)
+    assert {"identity", "features", "sae", "image_store", "icons", "row_images", "dino_store", "steer"} <= \
+        set(manifest.artefacts)
+    assert manifest.decoder["model"] == f"tiny:{run / 'steer' / 'tiny_kandinsky22'}"
     assert (run / "report" / "index.html").is_file()
     assert (run / "steer" / "side_by_side.png").is_file()
     card = json.loads((run / "scorecard.json").read_text())

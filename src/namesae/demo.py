@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from namesae.config import config_from_dict, config_to_dict, load_toml
+from namesae.config import config_from_dict, load_toml
 from namesae.errors import ConfigError
 from namesae.io import atomic_write_json
 from namesae.scorecard import save_scorecard
@@ -391,16 +391,17 @@ def _groups(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, ou
              what="select=mass: planted cases with k = c (the original rule over-splits concepts)")
     directions = sae.decoder_directions()
     names = [r.name for r in identity.records if r.dedicated]
-    records = {}
+    from namesae.groups.result import GroupsResult
+
+    found = {}
     with EmbeddingStore.open(world_dir / "image.h5") as image:
         for name in names:
             codes = encode(sae, image.read_rows(image.rows_of(name)))
-            records[name] = name_groups(codes, directions, settings.groups, name=name).to_dict()
-    stabilities = [r["stability"] for r in records.values() if r.get("stability") is not None]
+            found[name] = name_groups(codes, directions, settings.groups, name=name)
+    stabilities = [r.to_dict()["stability"] for r in found.values() if r.stability is not None]  # as groups.json
     card.add("groups.name_stability_mean", float(np.mean(stabilities)) if stabilities else float("nan"),
              what="dedicated names: share of grouped feature pairs that fall together across the name's rows")
-    atomic_write_json(out / "groups.json", {"format_version": 1, "config": config_to_dict(settings.groups),
-                                       "names": records})
+    GroupsResult(found, settings.groups).save(out / "groups.json")
 
 
 def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scorecard, progress: bool) -> None:

@@ -195,7 +195,7 @@ class _Run:
         self.search = _merged(manifest, "search", self.paths["search"])
         self.icons = IconIndex.load(self.paths["icons"].parent) if self.paths["icons"].is_file() else None
         self.row_images = RowImages.load(self.paths["row_images"]) if self.paths["row_images"].is_file() else None
-        self.steer = [_read_json(a.path, (dict,)) | {"_dir": str(a.path.parent)}
+        self.steer = [_loaded(a.path, "namesae.steer.record", "SteerRecord", {}) | {"_dir": str(a.path.parent)}
                       for _, a in sorted(manifest.with_prefix("steer").items()) if a.path.is_file()]
         truth = _read_json(self.paths["truth"]) or {}
         self.truth = {str(r["name"]): r for r in truth.get("names", []) if isinstance(r, dict) and "name" in r} \
