@@ -45,3 +45,18 @@ def small_demo_run(tmp_path_factory):
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     return root / "run", result.output
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory):
+    """Where browser tests save their screenshots: docs/screenshots/ (the README's) when NAMESAE_SCREENSHOTS=1,
+    else a temporary folder, so a test run leaves the working tree as it was."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("NAMESAE_SCREENSHOTS") == "1":
+        folder = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    else:
+        folder = tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -51,7 +51,6 @@ from namesae.steer import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-SCREENSHOT = ROOT / "docs" / "screenshots" / "playground.png"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
 INJECTION = '<script>alert("x")</script>'
 
@@ -300,7 +299,8 @@ def server(demo, tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
-def test_zeroing_a_names_identity_in_the_browser_changes_its_image_as_namesae_steer_replays_it(demo, server):
+def test_zeroing_a_names_identity_in_the_browser_changes_its_image_as_namesae_steer_replays_it(demo, server,
+                                                                                             screenshots):
     from playwright.sync_api import sync_playwright
 
     run, dedicated = demo
@@ -335,9 +335,9 @@ def test_zeroing_a_names_identity_in_the_browser_changes_its_image_as_namesae_st
             page.wait_for_function("() => document.querySelector('#pg-command textarea').value.length > 0")
             exported = json.loads(page.locator("#pg-export textarea").input_value())
             command = page.locator("#pg-command textarea").input_value()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            shot = screenshots / "playground.png"
             page.evaluate("() => window.scrollTo(0, 0)")
-            page.screenshot(path=str(SCREENSHOT))  # the top: what is steered, original | edited, its groups
+            page.screenshot(path=str(shot))  # the top: what is steered, original | edited, its groups
         finally:
             browser.close()
     from namesae.playground.folder import identity_features
@@ -352,5 +352,5 @@ def test_zeroing_a_names_identity_in_the_browser_changes_its_image_as_namesae_st
     assert "--seed 0" in command and json.loads((exports / "edits.json").read_text()) == exported
     assert np.array_equal(shown["edited"], pixels(replay / "edited_s0.png"))  # pixel for pixel
     assert np.array_equal(shown["original"], pixels(replay / "original_s0.png"))
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
     assert errors == []

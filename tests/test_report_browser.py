@@ -12,7 +12,6 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 HOSTILE = '<script>window.pwned=1</script>"><img src=x onerror="window.pwned=2">'
 
 
@@ -49,7 +48,7 @@ def _styled(page) -> bool:
     }""")
 
 
-def test_feature_pages_show_icons_top_images_and_identity_titles(browser, demo_site):
+def test_feature_pages_show_icons_top_images_and_identity_titles(browser, demo_site, screenshots):
     run, site = demo_site
     identity = json.loads((run / "identity.json").read_text())["names"]
     owners = {}
@@ -69,8 +68,7 @@ def test_feature_pages_show_icons_top_images_and_identity_titles(browser, demo_s
     caption = cells.first.locator("figcaption").inner_text()
     assert "activation" in caption and "seed" in caption and names[0] in caption
     assert _styled(page)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "feature_page.png"), full_page=False)
+    page.screenshot(path=str(screenshots / "feature_page.png"), full_page=False)
 
     # A name page: generations with captions, readable attributes, its identity feature's icon.
     page.goto((site / "index.html").as_uri())
@@ -79,7 +77,7 @@ def test_feature_pages_show_icons_top_images_and_identity_titles(browser, demo_s
     assert page.locator(".generations figure.cell").count() >= 1
     assert "std=" not in page.content() and "p_man=" not in page.content()
     assert _styled(page)
-    page.screenshot(path=str(SCREENSHOTS / "name_page.png"), full_page=False)
+    page.screenshot(path=str(screenshots / "name_page.png"), full_page=False)
     page.close()
 
 
