@@ -49,7 +49,7 @@ def _root(
 # Each name is a module `namesae.cli.<name>` defining a function of the same name; the CLI contract in DESIGN.md.
 COMMANDS = (
     "embed", "generate", "synth", "train", "features", "identity", "groups",
-    "emergence", "steer", "basis", "search", "icons", "report", "demo", "playground",
+    "emergence", "steer", "basis", "search", "icons", "report", "demo", "playground", "export",
 )
 
 for _name in COMMANDS:

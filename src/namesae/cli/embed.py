@@ -1,4 +1,5 @@
-"""`namesae embed`: names x prompt templates (or a folder of images) -> an embedding store, resumably."""
+"""`namesae embed`: names x prompt templates (or a folder of images, or a local Hugging Face image dataset) -> an
+embedding store, resumably."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def embed(
     images: Path = typer.Option(None, "--images", help="Embed the images of this folder instead of texts (image rows); "
                                 "names from DIR/images.csv|json (image,name[,prompt,seed]) or the layout "
                                 "DIR/<name>/<seed>.png or DIR/<name>__<seed>.png."),
+    dataset: Path = typer.Option(None, "--dataset", help="Embed the images of a local Hugging Face dataset (a "
+                                 "Dataset.save_to_disk folder or an imagefolder with optional metadata.csv); "
+                                 "images held as bytes are written once as PNGs into <out>.images/."),
+    image_column: str = typer.Option("image", "--image-column", help="With --dataset: the image column."),
+    name_column: str = typer.Option("name", "--name-column", help="With --dataset: the name column (default "
+                                    "name; an imagefolder without one is named by its class folders)."),
+    prompt_column: str = typer.Option(None, "--prompt-column", help="With --dataset: a prompt column."),
+    seed_column: str = typer.Option(None, "--seed-column", help="With --dataset: a seed column."),
     model: str = typer.Option(None, "--model", help="open_clip model (ViT-H-14, ViT-bigG-14, ...), a tiny offline "
                               "model (tiny, tiny-1024, tiny-1280, tiny-b32-text), hf-hub:ORG/REPO or local-dir:PATH."),
     pretrained: str = typer.Option(None, "--pretrained", help="open_clip tag (laion2b_s32b_b79k for ViT-H-14, "
@@ -39,9 +48,10 @@ def embed(
     config: Path = typer.Option(None, "--config", help="TOML file; its [embed] section sets EmbedConfig fields."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Embed names in prompt templates (text rows: one per name per template) or a folder of generated images
-    (image rows) with an open_clip model, into an HDF5 embedding store. Rerunning the same command resumes:
-    rows already written are skipped, so a killed job loses at most one chunk."""
+    """Embed names in prompt templates (text rows: one per name per template), a folder of generated images or a
+    local Hugging Face image dataset (image rows) with an open_clip model, into an HDF5 embedding store.
+    Rerunning the same command resumes: rows already written are skipped, so a killed job loses at most one
+    chunk."""
     from namesae.config import config_from_dict, load_toml
     from namesae.errors import ConfigError, NamesaeError
     from namesae.names import builtin_names, load_names, resolve_templates
@@ -59,14 +69,21 @@ def embed(
     cfg = config_from_dict(EmbedConfig, data, f"{config} [embed]" if config else "command line")
 
     # Check every input before loading a model (seconds to minutes).
-    if images is not None:
-        if names is not None or builtin is not None:
-            raise NamesaeError("--images embeds image rows and --names/--builtin text rows; a store holds one "
-                               "space, so run embed twice with different --out")
-        rows = image_rows(images)
+    if images is not None or dataset is not None:
+        if names is not None or builtin is not None or (images is not None and dataset is not None):
+            raise NamesaeError("--images/--dataset embed image rows and --names/--builtin text rows; a store holds "
+                               "one space, so run embed twice with different --out")
+        if dataset is not None:
+            from namesae.datasets_io import dataset_images_dir, dataset_rows
+
+            rows = dataset_rows(dataset, dataset_images_dir(out), image_column, name_column, prompt_column,
+                                seed_column)
+        else:
+            rows = image_rows(images)
     else:
         if names is None and builtin is None:
-            raise NamesaeError("nothing to embed: give --names FILE, --builtin first|surnames|famous or --images DIR")
+            raise NamesaeError("nothing to embed: give --names FILE, --builtin first|surnames|famous, --images DIR "
+                               "or --dataset DIR")
         name_list = load_names(names) if names is not None else []
         if builtin is not None:
             extra = builtin_names(builtin, top=top, decade=decade, sex=sex, category=category)
@@ -77,7 +94,7 @@ def embed(
 
     encoder = load_encoder(cfg.model, cfg.pretrained, device=cfg.device, dtype=cfg.dtype, normalize=cfg.normalize,
                            batch_size=cfg.batch_size, space_tag=cfg.space_tag)
-    if images is not None:
+    if images is not None or dataset is not None:
         result = embed_images(encoder, rows, out, cfg, progress=progress)
     else:
         result = embed_texts(encoder, name_list, prompts, out, cfg, progress=progress)
