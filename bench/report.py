@@ -19,6 +19,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_report import save_features, save_identity  # noqa: E402  (the tests' writers, through the owners)
+
 from namesae.report import build_report  # noqa: E402
 from namesae.store import write_store  # noqa: E402
 
@@ -27,23 +30,19 @@ def make_run(root: Path, n_names: int, n_images: int, n_features: int, d: int = 
     """A run directory shaped like the demo's, at benchmark size."""
     rng = np.random.default_rng(0)
     names = [f"First{i} Last{i % 97}" for i in range(n_names)]
-    identity = [{"name": n, "n_rows": n_images, "dedicated": bool(i % 4 == 0), "dedication": float(rng.uniform()),
-                 "identity_features": [{"feature": i % n_features, "precision": 0.9, "recall": 0.7}],
-                 "top_features": [{"feature": int(j), "share": 0.1} for j in rng.integers(0, n_features, 8)],
-                 "part_composition": float(rng.uniform()), "trace": float(rng.uniform()),
-                 "logdet": float(rng.normal()), "cos_mean": float(rng.uniform()), "cos_min": 0.1,
-                 "cos_max": 0.9, "dse": float(rng.uniform(0, 3)),
-                 "attributes": {"age": {"mean": 40.0, "std": 5.0}}} for i, n in enumerate(names)]
-    features = [{"feature": j, "label": f"label {j}", "frequency": float(rng.uniform(0, 0.1)), "fire_count": 10,
-                 "max_activation": 1.0, "label_cosine": float(rng.uniform(0.2, 0.9)),
-                 "label_margin": float(rng.uniform(0, 0.3)),
-                 "mean_activation": float(rng.uniform()),
-                 "top_names": [{"name": names[int(k)], "mass": 1.0} for k in rng.integers(0, n_names, 10)],
-                 "histogram_values": rng.exponential(size=200).round(4).tolist()} for j in range(n_features)]
     (root / "world" / "images").mkdir(parents=True)
-    (root / "identity.json").write_text(json.dumps({"names": identity}))
-    (root / "features.json").write_text(json.dumps({"features": features}))
-    (root / "scorecard.json").write_text(json.dumps({"bench": True}))
+    # Result files written by their owners (the report reads only through their loaders).
+    save_identity(root / "identity.json", [
+        {"name": n, "n_rows": n_images, "dedicated": bool(i % 4 == 0), "dedication": float(rng.uniform()),
+         "identity_features": [(i % n_features, 0.9, 0.7)],
+         "top_features": [(int(j), 0.1, None) for j in rng.integers(0, n_features, 8)],
+         "part_composition": float(rng.uniform()), "trace": float(rng.uniform()), "logdet": float(rng.normal()),
+         "cos_mean": float(rng.uniform()), "cos_min": 0.1, "cos_max": 0.9, "dse": float(rng.uniform(0, 3)),
+         "attributes": {"age": {"mean": 40.0, "std": 5.0}}} for i, n in enumerate(names)])
+    save_features(root / "features.json", [
+        {"feature": j, "label": f"label {j}", "top_names": [names[int(k)] for k in rng.integers(0, n_names, 10)],
+         "histogram_values": tuple(rng.exponential(size=200).round(4).tolist())} for j in range(n_features)],
+        n_names)
     (root / "world" / "truth.json").write_text(json.dumps({"names": [
         {"name": n, "frequency": float(rng.integers(10, 10**6))} for n in names]}))
     tile = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))

@@ -56,7 +56,7 @@ class DemoConfig:
     """Feature icons drawn by the tiny decoder for the report (identity features first; 0 draws none)."""
     group_icons: int = 32
     """Group icons drawn for the report (the names' feature groups, in name order)."""
-    rows_per_name: int = 4
+    rows_per_name: int = 2
     """Image rows per name decoded by the tiny decoder, so the report shows generations and top images."""
 
     def __post_init__(self) -> None:
