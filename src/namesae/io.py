@@ -319,6 +319,11 @@ def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def atomic_write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Path:
+    """Write a CSV table (`csv_text`: fields in the given order) to `path` atomically; returns the path."""
+    return atomic_write_text(path, csv_text(rows, fields))
+
+
 def csv_frame_text(frame: Any) -> str:
     """CSV text of a pandas DataFrame (no index), its text cells through `csv_cell`."""
     safe = frame.copy()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
+
+PRETRAINED_HELP = "open_clip tag or checkpoint (seed<N> for tiny)."
+WORLD_HELP = "A synthetic world folder (`namesae synth`): use its toy text encoder instead of --model."
 
 
 def device_option(what: str) -> Any:
@@ -34,3 +39,11 @@ def record(output: Any, key: str, run: Any = None, **inputs: Any) -> None:
         record_artefact(output, key, run=run, inputs=inputs or None)
     except (NamesaeError, OSError) as err:  # the artefact itself is written; say why the record is not
         logging.getLogger("namesae.runs").warning("%s not recorded in run.json: %s", output, err)
+
+
+def wrote(paths: Sequence[Path], key: str) -> None:
+    """Record a command's artefact (its JSON file, else its first file) in run.json under `key`, and say where
+    every file went."""
+    record(next((p for p in paths if str(p).endswith(".json")), paths[0]), key)
+    for path in paths:
+        typer.echo(f"wrote {path}")
