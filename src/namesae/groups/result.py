@@ -38,7 +38,7 @@ from namesae.errors import NamesaeError
 from namesae.groups.api import FeatureGroup, Grouping
 from namesae.groups.config import GroupConfig
 from namesae.groups.name import NameGroups
-from namesae.io import atomic_write_json, check_fields, read_json_file, require_format
+from namesae.io import atomic_write_json, atomic_write_text, check_fields, csv_text, read_json_file, require_format
 
 GROUPS_FORMAT_VERSION = 1
 """Version of groups.json that `GroupsResult.save` / `EmbeddingGroups.save` write and their loaders read."""
@@ -71,8 +71,20 @@ def _grouping(data: Mapping[str, Any], path: Path, where: str) -> Grouping:
                     groups)
 
 
+class _SavedAsJson:
+    """`save` of a groups.json layout through its `to_dict`."""
+
+    def to_dict(self, centroids: bool = False) -> dict[str, Any]:
+        """The JSON content of groups.json."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path, centroids: bool = False) -> Path:
+        """Write groups.json atomically (centroids only when asked for)."""
+        return atomic_write_json(path, self.to_dict(centroids))
+
+
 @dataclass
-class GroupsResult:
+class GroupsResult(_SavedAsJson):
     """Feature groups of many names (each the grouping of the name's mean code, with its stability)."""
 
     names: dict[str, NameGroups]
@@ -88,10 +100,6 @@ class GroupsResult:
         """The JSON content of groups.json (centroids only when asked for)."""
         return {"format_version": GROUPS_FORMAT_VERSION, **self.meta, "config": config_to_dict(self.config),
                 "names": {name: g.to_dict(centroids) for name, g in self.names.items()}}
-
-    def save(self, path: str | Path, centroids: bool = False) -> Path:
-        """Write groups.json atomically."""
-        return atomic_write_json(path, self.to_dict(centroids))
 
     @classmethod
     def load(cls, path: str | Path) -> GroupsResult:
@@ -120,8 +128,12 @@ def groups_from_dict(data: Any, path: str | Path = "<groups.json>") -> GroupsRes
     return GroupsResult(names, config, meta)
 
 
+CSV_FIELDS = ("group", "feature", "weight", "group_mass_share", "group_coherence", "group_label")
+"""Columns of groups.csv: one row per (group, feature)."""
+
+
 @dataclass
-class EmbeddingGroups:
+class EmbeddingGroups(_SavedAsJson):
     """Feature groups of one embedding: a store row, or a name's mean code with the groups' stability."""
 
     grouping: Grouping
@@ -153,9 +165,31 @@ class EmbeddingGroups:
                 "stability": None if self.stability is None else round(self.stability, 6), "row_k": self.row_k,
                 **grouping, "config": config_to_dict(self.config)}
 
-    def save(self, path: str | Path, centroids: bool = False) -> Path:
-        """Write groups.json atomically."""
-        return atomic_write_json(path, self.to_dict(centroids))
+    def save_csv(self, path: str | Path) -> Path:
+        """Write groups.csv atomically: one row per (group, feature), `CSV_FIELDS`."""
+        rows = [dict(zip(CSV_FIELDS, (g["group"], f, w, g["mass_share"], g["coherence"],
+                                      "" if g["label"] is None else g["label"])))
+                for g in self.to_dict()["groups"] for f, w in zip(g["features"], g["weights"])]
+        return atomic_write_text(path, csv_text(rows, CSV_FIELDS))
+
+    def table(self) -> str:
+        """The groups as a readable table (what `namesae groups` prints)."""
+        payload = self.to_dict()
+        who = f"row {payload['row']} ({payload['row_name']!r}, {payload['kind']})" if payload["row"] is not None \
+            else f"name {payload['name']!r} (mean code of {payload['n_rows']} rows)"
+        head = (f"{who}: {payload['n_active']} active features -> {payload['k']} groups (select="
+                f"{payload['select']}; mass rule k={payload['k_mass']}, objective {payload['objective']})")
+        if payload.get("stability") is not None:
+            head += f"; stability across rows {payload['stability']:.3f}"
+        lines = [head, f"{'group':>5}  {'mass':>6}  {'coher.':>6}  {'stab.':>6}  {'n':>4}  {'label':<24}  "
+                       "top features"]
+        for g in payload["groups"]:
+            stab = "" if g["stability"] is None else f"{g['stability']:.3f}"
+            label = "" if g["label"] is None else f"{g['label']} ({g['label_share']:.2f})"
+            top = ", ".join(str(f) for f in g["features"][:8]) + (", ..." if len(g["features"]) > 8 else "")
+            lines.append(f"{g['group']:>5}  {g['mass_share']:>6.3f}  {g['coherence']:>6.3f}  {stab:>6}  "
+                         f"{len(g['features']):>4}  {label[:24]:<24}  {top}")
+        return "\n".join(lines)
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingGroups:
