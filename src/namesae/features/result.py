@@ -175,6 +175,30 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     return json_path, atomic_write_text(out / "features.csv", csv_frame_text(stats.frame()))
 
 
+def run_features(sae: Path, store: Path, out: Path, vocab: Path | None = None, kind: str | None = None,
+                 config: Path | None = None, progress: bool = False,
+                 device: str = "cpu") -> tuple[FeatureStats, tuple[Path, Path]]:
+    """`namesae features` without the command line: FeatureConfig from the [features] section of `config` (and
+    `kind`), the statistics of `sae` over `store` (labelled from `vocab` when given), written into `out`."""
+    from namesae.config import config_from
+    from namesae.devices import resolve_device
+    from namesae.features import FeatureConfig, compute_feature_stats, labels_from_store
+    from namesae.sae import load_sae
+    from namesae.store import EmbeddingStore
+
+    device = resolve_device(device)
+    cfg = config_from(FeatureConfig, "features", config, {"kind": kind})
+    model = load_sae(sae, device=device)
+    with EmbeddingStore.open(store) as s:
+        stats = compute_feature_stats(model, s, cfg, progress=progress)
+        if vocab is not None:
+            with EmbeddingStore.open(vocab) as v:
+                stats.labels = labels_from_store(model, v, center=cfg.label_center)
+        paths = write_features(stats, out, s, meta={"sae": str(sae), "store": str(store),
+                                                    "vocab": str(vocab) if vocab else None})
+    return stats, paths
+
+
 # ---- reading features.json ----------------------------------------------------------------------------------------
 _HEAD = {"d_sae": "int", "n_rows": "int", "n_names": "int", "config": "obj", "features": "[obj]"}
 _STATS = {"feature": "int", "frequency": "num", "fire_count": "int", "mean_activation": "num",
