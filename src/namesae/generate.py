@@ -395,6 +395,7 @@ class GenerateResult:
     shard: ShardResult
     store: Path | None  # the merged store, if this process merged
     summary: dict[str, Any] | None  # the merged store's summary, if this process merged
+    ranks: Ranks | None = None  # this process's rank among the run's
 
 
 def run_generate(decoder: Any, encoder: Any, names: Sequence[str], out: str | Path, cfg: GenerateConfig,
@@ -432,4 +433,36 @@ def run_generate(decoder: Any, encoder: Any, names: Sequence[str], out: str | Pa
             import torch.distributed as dist
 
             dist.destroy_process_group()
-    return GenerateResult(out, shard, store, summary)
+    return GenerateResult(out, shard, store, summary, ranks)
+
+
+def run_generate_files(out: str | Path, names: Path | None, config: Path | None = None,
+                       options: dict[str, Any] | None = None, rank: int | None = None,
+                       world_size: int | None = None, progress: bool = False) -> GenerateResult:
+    """`namesae generate` without the command line: GenerateConfig from the [generate] section of `config` with
+    the command-line `options` over it, the names and templates checked, then the decoder and the image encoder
+    of its space loaded (this rank's GPU under a launcher) and this rank's images drawn and embedded."""
+    from namesae.config import config_from
+    from namesae.decoders import load_decoder, quiet_loading, resolve_model
+    from namesae.encoders import load_encoder
+    from namesae.names import load_names, resolve_templates
+
+    if names is None:
+        raise ConfigError("--names FILE is required (one name per line, a CSV with a 'name' column, or JSON)")
+    cfg = config_from(GenerateConfig, "generate", config, options or {})
+    name_list = load_names(names)
+    resolve_templates(cfg.templates)  # fail on a bad template before loading models
+    ranks = ranks_from_env(rank, world_size)
+    model_path = resolve_model(cfg.pipeline, cfg.model)
+    quiet_loading()
+    run_device = f"cuda:{ranks.local_rank}" if cfg.device == "cuda" and ranks.world > 1 else cfg.device
+    decoder = load_decoder(cfg.pipeline, model_path, cfg.prior, device=run_device, dtype=cfg.dtype,
+                           settings=cfg.settings())
+    spec = decoder.info.encoder or {}
+    enc_model, enc_pretrained = cfg.encoder or spec.get("model"), cfg.pretrained or spec.get("pretrained")
+    if not enc_model:
+        raise ConfigError(f"the decoder's space {decoder.space!r} has no open_clip image encoder; pass --encoder "
+                          f"(and --pretrained) to embed the images")
+    image_encoder = load_encoder(enc_model, enc_pretrained, device=run_device, dtype=cfg.dtype,
+                                 normalize=cfg.normalize)
+    return run_generate(decoder, image_encoder, name_list, out, cfg, ranks, progress=progress)

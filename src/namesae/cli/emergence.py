@@ -35,30 +35,17 @@ def emergence(
     point of the curve, phase 1-4 at each point with the measures that decided it, and feature-family links between
     SAEs of one space. Writes emergence.json, emergence.csv (per name), curves.csv (per name and point),
     families.csv, dedication_curves.png, phase_map.png, emergence_vs_frequency.png and, with a truth, score.json."""
-    import dataclasses
     import json
 
-    from namesae.config import load_toml
+    from namesae.config import config_from, load_toml
     from namesae.devices import resolve_device
-    from namesae.emergence import load_emergence_config, load_frequencies, run_emergence, write_emergence
-    from namesae.errors import ConfigError
+    from namesae.emergence import EmergenceConfig, load_frequencies, run_emergence, write_emergence
     from namesae.synth.score.emergence import load_series, score_emergence, truth_frequencies
 
     device = resolve_device(device)
-    cfg = load_emergence_config(config)
-    overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r)) if v is not None}
-    if curve_name:
-        overrides["curve_names"] = tuple(curve_name)
-    if overrides:
-        try:
-            cfg = dataclasses.replace(cfg, **overrides)
-        except ConfigError as err:
-            raise ConfigError(f"--tau-p/--tau-r/--curve-name: {err}") from None
-    train = None
-    if config is not None:
-        train = load_toml(config).get("train")
-        if train is not None and not isinstance(train, dict):
-            raise ConfigError(f"{config}: [train] must be a table of TrainConfig fields")
+    cfg = config_from(EmergenceConfig, "emergence", config, {"tau_p": tau_p, "tau_r": tau_r, "curve_names":
+                      tuple(curve_name) if curve_name else None}, flags={"curve_names": "--curve-name"})
+    train = load_toml(config).get("train") if config is not None else None  # a table: load_toml checks it
     spec = load_series(series, train=train)
     freqs = load_frequencies(frequencies) if frequencies is not None else truth_frequencies(spec)
     typer.echo(f"emergence: {len(spec.points)} points on axis '{spec.axis}' from {spec.source}")
