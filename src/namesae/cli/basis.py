@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import PRETRAINED_HELP, WORLD_HELP, device_option, wrote
+from namesae.cli.options import MODEL, PRETRAINED, WORLD, WORLD_HELP, device_option, wrote
 
 basis = typer.Typer(
     help="Name basis: paint an identity as a short prompt of name parts and attribute phrases (sparse "
@@ -19,12 +19,6 @@ basis = typer.Typer(
     no_args_is_help=True,
 )
 
-MODEL_HELP = ("open_clip model (ViT-H-14, ViT-bigG-14, ...) or a tiny offline model; must be the encoder of the "
-              "vocabulary and of the target's store.")
-WORLD_HELP = "A synthetic world folder (`namesae synth`): use its toy text encoder instead of --model."
-
-
-PRETRAINED_HELP = "open_clip tag or checkpoint (seed<N> for tiny)."
 TEXT_DEVICE = "for the text encoder (--model; the toy encoder of --world runs on the CPU)"
 
 # The target options of paint and pairs (one definition each).
@@ -44,8 +38,7 @@ EMBEDDING_ROW = typer.Option(None, "--embedding-row", help="With --embedding: on
 @basis.command("vocab")
 def vocab(
     out: Path = typer.Option(..., "--out", help="Vocabulary store to write (HDF5; reused by paint/pairs/axes)."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    pretrained: str = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
+    model: str = MODEL, pretrained: str = PRETRAINED,
     world: Path = typer.Option(None, "--world", help=WORLD_HELP + " Default terms: its first names and surnames."),
     first: Path = typer.Option(None, "--first", help="First names, one per line (or .csv/.json name list)."),
     last: Path = typer.Option(None, "--surnames", help="Surnames, one per line (or .csv/.json name list)."),
@@ -75,9 +68,7 @@ def vocab(
 def paint(
     vocab: Path = typer.Option(..., "--vocab", help="Vocabulary store written by `namesae basis vocab`."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for paint.json and paint.csv (the greedy path)."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    pretrained: str = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
-    world: Path = typer.Option(None, "--world", help=WORLD_HELP),
+    model: str = MODEL, pretrained: str = PRETRAINED, world: Path = WORLD,
     store: Path = STORE, name: str = NAME, row: int = ROW, kind: str = KIND, prompt: str = PROMPT,
     image: Path = IMAGE, embedding: Path = EMBEDDING, tensor: str = TENSOR, embedding_row: int = EMBEDDING_ROW,
     k: int = typer.Option(4, "--k", help="At most this many terms."),
@@ -109,9 +100,7 @@ def paint(
 def pairs(
     vocab: Path = typer.Option(..., "--vocab", help="Vocabulary store with first names and surnames."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for pairs.json and pairs.csv."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    pretrained: str = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
-    world: Path = typer.Option(None, "--world", help=WORLD_HELP),
+    model: str = MODEL, pretrained: str = PRETRAINED, world: Path = WORLD,
     store: Path = STORE, name: str = NAME, row: int = ROW, kind: str = KIND, prompt: str = PROMPT,
     image: Path = IMAGE, embedding: Path = EMBEDDING, tensor: str = TENSOR, embedding_row: int = EMBEDDING_ROW,
     top: int = typer.Option(10, "--top", help="Pairs to report."),

@@ -8,8 +8,14 @@ from typing import Any
 
 import typer
 
+# The text-encoder options of `namesae basis` and `namesae search` (one definition each).
+MODEL_HELP = ("open_clip model (ViT-H-14, ViT-bigG-14, ...) or a tiny offline model; must be the encoder of the "
+              "vocabulary and of the target's store.")
 PRETRAINED_HELP = "open_clip tag or checkpoint (seed<N> for tiny)."
 WORLD_HELP = "A synthetic world folder (`namesae synth`): use its toy text encoder instead of --model."
+MODEL = typer.Option(None, "--model", help=MODEL_HELP)
+PRETRAINED = typer.Option(None, "--pretrained", help=PRETRAINED_HELP)
+WORLD = typer.Option(None, "--world", help=WORLD_HELP)
 
 
 def device_option(what: str) -> Any:

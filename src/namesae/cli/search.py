@@ -9,8 +9,7 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.basis import MODEL_HELP
-from namesae.cli.options import PRETRAINED_HELP, WORLD_HELP, device_option, wrote
+from namesae.cli.options import MODEL, PRETRAINED, WORLD, device_option, wrote
 
 search = typer.Typer(
     help="Feature search: rank a corpus of prompts by an SAE feature (or group) and improve the best by token "
@@ -25,9 +24,6 @@ FEATURES_HELP = ("Feature id(s): '12', or a group '3,4,9' (activations summed). 
 
 SEARCH_DEVICE = "for the text encoder (--model) and the SAE's encoding"
 SAE = typer.Option(None, "--sae", help=SAE_HELP)
-MODEL = typer.Option(None, "--model", help=MODEL_HELP)
-PRETRAINED = typer.Option(None, "--pretrained", help=PRETRAINED_HELP)
-WORLD = typer.Option(None, "--world", help=WORLD_HELP)
 
 
 @search.command("drive")

@@ -14,7 +14,7 @@ from namesae.emergence.config import EmergenceConfig, emergence_config_from_dict
 from namesae.emergence.curves import ChangePoint, PhaseDecision, change_point, decide_phase, emergence_index
 from namesae.emergence.measures import GroupedStats, NameFeatures, PhaseInputs, name_features
 from namesae.errors import NamesaeError
-from namesae.io import check_fields, read_json_file, require_format
+from namesae.io import check_fields, read_json, require_format
 
 
 @dataclass
@@ -290,5 +290,5 @@ def emergence_from_dict(data: Any, path: str | Path = "<emergence.json>") -> Eme
 def load_emergence(path: str | Path) -> EmergenceResult:
     """Read emergence.json (written by `EmergenceResult.save`); one clear line (file, field, fix) when it cannot
     be read, is of another format_version, or a field is missing or of the wrong kind."""
-    data = read_json_file(path, _FIX, "run `namesae emergence` (or `namesae demo`) first")
+    data = read_json(path, "run `namesae emergence` (or `namesae demo`) first", _FIX)
     return emergence_from_dict(data, path)

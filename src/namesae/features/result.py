@@ -33,7 +33,7 @@ from namesae.io import (
     check_fields,
     check_sealed,
     csv_frame_text,
-    read_json_file,
+    read_json,
     require_format,
     rows_json_text,
 )
@@ -164,7 +164,7 @@ class FeaturesResult:
     @classmethod
     def load(cls, path: str | Path) -> FeaturesResult:
         """Read a features.json that `save` wrote; a file that does not fit is refused with one line."""
-        return features_from_dict(read_json_file(path, _FIX, "run `namesae features` first"), path)
+        return features_from_dict(read_json(path, "run `namesae features` first", _FIX), path)
 
 
 def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingStore | None = None,

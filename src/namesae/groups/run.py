@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from namesae.errors import ConfigError, NamesaeError
 from namesae.groups.result import EmbeddingGroups
+from namesae.io import read_json_input
 
 
 def load_labels(path: Path) -> dict[int, tuple[str, float] | str]:
     """Feature labels from features.json (`namesae features --vocab`) or a JSON {feature id: label | [label,
     score]} mapping."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: labels file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    data = read_json_input(path, "labels file not found", ConfigError)
     out: dict[int, tuple[str, float] | str] = {}
     if isinstance(data, dict) and isinstance(data.get("features"), list):
         for item in data["features"]:
