@@ -54,15 +54,9 @@ def emergence(
     score = score_emergence(result, truth_path) if truth_path is not None else None
     meta = {"series": str(series), "truth": str(truth_path) if truth_path is not None else None}
     paths = write_emergence(result, out, meta=meta, score=score)
-
-    counts = {label: 0 for label in result.labels}
-    for n in result.names:
-        if n.emergence_index is not None:
-            counts[result.labels[n.emergence_index]] += 1
-    never = sum(n.emergence_index is None for n in result.names)
-    final = {str(p): sum(n.final_phase == p for n in result.names) for p in (1, 2, 3, 4)}
-    typer.echo(f"emergence: {len(result.names)} names; emerged at {json.dumps(counts)}; never {never}; "
-               f"phases at the last point {json.dumps(final)}")
+    counts = result.counts()
+    typer.echo(f"emergence: {len(result.names)} names; emerged at {json.dumps(counts['emerged_at'])}; never "
+               f"{counts['never']}; phases at the last point {json.dumps(counts['final_phases'])}")
     for note in result.notes:
         typer.echo(f"note: {note}")
     if score is not None:

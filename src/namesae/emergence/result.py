@@ -149,6 +149,16 @@ class EmergenceResult:
         return np.array([[p or 0 for p in row.phase] for row in rows], dtype=np.int64).reshape(len(rows),
                                                                                              len(self.labels))
 
+    def counts(self) -> dict[str, Any]:
+        """How many names emerged at each point (`emerged_at`, by label), never emerged (`never`), and are in
+        each phase at the last point (`final_phases`, "1".."4")."""
+        emerged = {label: 0 for label in self.labels}
+        for n in self.names:
+            if n.emergence_index is not None:
+                emerged[self.labels[n.emergence_index]] += 1
+        return {"emerged_at": emerged, "never": sum(n.emergence_index is None for n in self.names),
+                "final_phases": {str(p): sum(n.final_phase == p for n in self.names) for p in (1, 2, 3, 4)}}
+
     def dedication_matrix(self) -> np.ndarray:
         """Dedication [names, points] as float (NaN where the name is missing)."""
         return np.array([[np.nan if d is None else d for d in row.dedication] for row in self.names],
