@@ -40,8 +40,8 @@ from namesae.identity.rigidity import (
 __all__ = [
     "FIELDS", "IDENTITY_FORMAT_VERSION", "MEASURES", "IdentityConfig", "IdentityFeature", "IdentityRecord",
     "IdentityResult", "IdentityRun", "Ladder", "LadderEmbeddings", "RigidityBatch", "TopFeature",
-    "add_seed_stability", "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy", "embed_ladders",
-    "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names", "nnls_cosine",
+    "add_seed_stability", "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy",
+    "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names", "nnls_cosine",
     "part_absorption", "part_compositions", "rigidity_batch", "run_identity", "run_identity_files",
     "split_name", "write_features", "write_identity",
 ]
