@@ -357,7 +357,7 @@ def test_cli_refuses_bad_input_with_one_line(sae_and_store, monkeypatch, capsys,
 
 
 def test_cli_reads_labels_from_features_json_or_a_mapping(tmp_path):
-    from namesae.cli.groups import load_labels
+    from namesae.groups.run import load_labels
 
     features = tmp_path / "features.json"
     features.write_text(json.dumps({"features": [{"feature": 3, "label": "beard", "label_cosine": 0.3},

@@ -15,7 +15,6 @@ relative to the store's folder.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import os
@@ -263,6 +262,49 @@ def embed_images(encoder: ImageEncoder, rows: Sequence[ImageRow], out: str | Pat
         return EmbedResult(out, written, len(unique) - len(todo), store.summary())
 
 
-def with_overrides(cfg: EmbedConfig, **overrides: Any) -> EmbedConfig:
-    """A copy of `cfg` with the given non-None fields replaced (CLI options over the TOML config)."""
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+MODEL_MISSING = ("--model is required (e.g. --model ViT-H-14 --pretrained laion2b_s32b_b79k, or --model tiny "
+                 "offline), or set model in the [embed] section of --config")
+
+
+def run_embed(out: str | Path, config: Path | None = None, options: dict[str, Any] | None = None,
+              names: Path | None = None, builtin: str | None = None, top: int | None = None,
+              decade: int | None = None, sex: str | None = None, category: str | None = None,
+              images: Path | None = None, progress: bool = False, dataset: Path | None = None,
+              columns: dict[str, str | None] | None = None) -> EmbedResult:
+    """`namesae embed` without the command line: EmbedConfig from the [embed] section of `config` with the
+    command-line `options` over it, every input checked before the encoder loads, then text rows (names from
+    `names` and/or a built-in list, in the config's templates), the image rows of folder `images` or those of a
+    local Hugging Face image dataset (`dataset`, its `columns`: image, name, prompt, seed) embedded."""
+    from namesae.config import config_from
+    from namesae.names import builtin_names, load_names, resolve_templates
+
+    cfg = config_from(EmbedConfig, "embed", config, options or {}, missing=MODEL_MISSING)
+    # Check every input before loading a model (seconds to minutes).
+    if images is not None or dataset is not None:
+        if names is not None or builtin is not None or (images is not None and dataset is not None):
+            raise NamesaeError("--images/--dataset embed image rows and --names/--builtin text rows; a store holds "
+                               "one space, so run embed twice with different --out")
+        if dataset is not None:
+            from namesae.datasets_io import dataset_images_dir, dataset_rows
+
+            c = {"image": "image", "name": "name", "prompt": None, "seed": None, **(columns or {})}
+            rows = dataset_rows(dataset, dataset_images_dir(out), c["image"], c["name"], c["prompt"], c["seed"])
+        else:
+            rows = image_rows(images)
+    else:
+        if names is None and builtin is None:
+            raise NamesaeError("nothing to embed: give --names FILE, --builtin first|surnames|famous, --images DIR "
+                               "or --dataset DIR")
+        name_list = load_names(names) if names is not None else []
+        if builtin is not None:
+            extra = builtin_names(builtin, top=top, decade=decade, sex=sex, category=category)
+            name_list = list(dict.fromkeys(name_list + extra))
+        prompts = resolve_templates(cfg.templates)
+
+    from namesae.encoders import load_encoder
+
+    encoder = load_encoder(cfg.model, cfg.pretrained, device=cfg.device, dtype=cfg.dtype, normalize=cfg.normalize,
+                           batch_size=cfg.batch_size, space_tag=cfg.space_tag)
+    if images is not None or dataset is not None:
+        return embed_images(encoder, rows, out, cfg, progress=progress)
+    return embed_texts(encoder, name_list, prompts, out, cfg, progress=progress)

@@ -33,14 +33,15 @@ import re
 import shutil
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from namesae.decoders.spaces import DrawSettings
 from namesae.errors import ConfigError, SpaceMismatchError, StoreError
-from namesae.io import atomic_file, atomic_write_json, atomic_write_text, csv_text
+from namesae.io import atomic_file, atomic_write_csv, atomic_write_json
 from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ SHARDS = "shards"
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
-    """Settings of an image-generation run (the [generate] section of a TOML config)."""
+class GenerateConfig(DrawSettings):
+    """Settings of an image-generation run (the [generate] section of a TOML config); the image size and
+    denoising fields (height, width, steps, guidance_scale, prior_steps, prior_guidance_scale) are `DrawSettings`'s.
+    """
 
     pipeline: str = "kandinsky22"
     """Decoder kind: kandinsky22 or sd21-unclip."""
@@ -68,18 +71,6 @@ class GenerateConfig:
     """Seed of image j is seed_offset + j, the same for every name and template (paired comparisons)."""
     batch_size: int = 8
     """Images per pipeline call (always of one prompt)."""
-    height: int | None = None
-    """Image height (default: the pipeline's)."""
-    width: int | None = None
-    """Image width (default: the pipeline's)."""
-    steps: int | None = None
-    """Decoder denoising steps (default: the pipeline's)."""
-    guidance_scale: float | None = None
-    """Decoder classifier-free guidance (default: the pipeline's)."""
-    prior_steps: int | None = None
-    """Kandinsky prior steps (default: the pipeline's)."""
-    prior_guidance_scale: float | None = None
-    """Kandinsky prior guidance (default: the pipeline's)."""
     encoder: str | None = None
     """open_clip model embedding the images for the store; default: the one of the decoder's space."""
     pretrained: str | None = None
@@ -110,9 +101,7 @@ class GenerateConfig:
         """The DecodeSettings these options ask for."""
         from namesae.decoders import DecodeSettings
 
-        return DecodeSettings(height=self.height, width=self.width, steps=self.steps,
-                              guidance_scale=self.guidance_scale, prior_steps=self.prior_steps,
-                              prior_guidance_scale=self.prior_guidance_scale)
+        return DecodeSettings(**{f.name: getattr(self, f.name) for f in fields(DrawSettings)})
 
 
 @dataclass(frozen=True)
@@ -383,7 +372,7 @@ def merge_generated(out: str | Path, work: Sequence[WorkItem] | None = None, blo
 
 def _write_sidecar(path: Path, records: list[tuple[str, str, str, int]]) -> None:
     fields = ["image", "name", "prompt", "seed"]
-    atomic_write_text(path, csv_text((dict(zip(fields, r)) for r in records), fields))
+    atomic_write_csv(path, (dict(zip(fields, r)) for r in records), fields)
 
 
 # ---- the whole run ------------------------------------------------------------------------------------------------
@@ -395,6 +384,7 @@ class GenerateResult:
     shard: ShardResult
     store: Path | None  # the merged store, if this process merged
     summary: dict[str, Any] | None  # the merged store's summary, if this process merged
+    ranks: Ranks | None = None  # this process's rank among the run's
 
 
 def run_generate(decoder: Any, encoder: Any, names: Sequence[str], out: str | Path, cfg: GenerateConfig,
@@ -432,4 +422,36 @@ def run_generate(decoder: Any, encoder: Any, names: Sequence[str], out: str | Pa
             import torch.distributed as dist
 
             dist.destroy_process_group()
-    return GenerateResult(out, shard, store, summary)
+    return GenerateResult(out, shard, store, summary, ranks)
+
+
+def run_generate_files(out: str | Path, names: Path | None, config: Path | None = None,
+                       options: dict[str, Any] | None = None, rank: int | None = None,
+                       world_size: int | None = None, progress: bool = False) -> GenerateResult:
+    """`namesae generate` without the command line: GenerateConfig from the [generate] section of `config` with
+    the command-line `options` over it, the names and templates checked, then the decoder and the image encoder
+    of its space loaded (this rank's GPU under a launcher) and this rank's images drawn and embedded."""
+    from namesae.config import config_from
+    from namesae.decoders import load_decoder, quiet_loading, resolve_model
+    from namesae.encoders import load_encoder
+    from namesae.names import load_names, resolve_templates
+
+    if names is None:
+        raise ConfigError("--names FILE is required (one name per line, a CSV with a 'name' column, or JSON)")
+    cfg = config_from(GenerateConfig, "generate", config, options or {})
+    name_list = load_names(names)
+    resolve_templates(cfg.templates)  # fail on a bad template before loading models
+    ranks = ranks_from_env(rank, world_size)
+    model_path = resolve_model(cfg.pipeline, cfg.model)
+    quiet_loading()
+    run_device = f"cuda:{ranks.local_rank}" if cfg.device == "cuda" and ranks.world > 1 else cfg.device
+    decoder = load_decoder(cfg.pipeline, model_path, cfg.prior, device=run_device, dtype=cfg.dtype,
+                           settings=cfg.settings())
+    spec = decoder.info.encoder or {}
+    enc_model, enc_pretrained = cfg.encoder or spec.get("model"), cfg.pretrained or spec.get("pretrained")
+    if not enc_model:
+        raise ConfigError(f"the decoder's space {decoder.space!r} has no open_clip image encoder; pass --encoder "
+                          f"(and --pretrained) to embed the images")
+    image_encoder = load_encoder(enc_model, enc_pretrained, device=run_device, dtype=cfg.dtype,
+                                 normalize=cfg.normalize)
+    return run_generate(decoder, image_encoder, name_list, out, cfg, ranks, progress=progress)

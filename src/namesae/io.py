@@ -181,20 +181,6 @@ def require_format(data: Any, path: str | Path, kind: str, version: int, fix: st
     return data
 
 
-def read_json_file(path: str | Path, fix: str, missing: str) -> Any:
-    """The JSON content of a result file; one line (file, problem, fix) when it is missing (`missing` says how
-    to make it), unreadable or not JSON."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NamesaeError(f"{path}: file not found; {missing}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise NamesaeError(f"{path}: invalid JSON ({err}); {fix}") from None
-    except OSError as err:
-        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -319,6 +305,11 @@ def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def atomic_write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Path:
+    """Write a CSV table (`csv_text`: fields in the given order) to `path` atomically; returns the path."""
+    return atomic_write_text(path, csv_text(rows, fields))
+
+
 def csv_frame_text(frame: Any) -> str:
     """CSV text of a pandas DataFrame (no index), its text cells through `csv_cell`."""
     safe = frame.copy()
@@ -329,8 +320,8 @@ def csv_frame_text(frame: Any) -> str:
 
 
 def read_json(path: str | Path, missing: str, fix: str) -> Any:
-    """The parsed content of a JSON file; one line naming the file when it is absent (`missing`: what to run),
-    unreadable, or not JSON (`fix`: how to rewrite it)."""
+    """The parsed content of a result file (JSON); one line naming the file when it is absent (`missing`: what
+    to run), unreadable, or not JSON (`fix`: how to rewrite it)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -342,3 +333,15 @@ def read_json(path: str | Path, missing: str, fix: str) -> Any:
         raise NamesaeError(f"{path}: is a folder, not a JSON file; {missing}") from None
     except OSError as err:
         raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
+
+
+def read_json_input(path: str | Path, missing: str, error: type[NamesaeError] = NamesaeError) -> Any:
+    """The parsed content of an input file a user wrote (JSON): one `error` line `{path}: {missing}` when it is not
+    a file, `{path}:{line}: invalid JSON ({what})` when it is not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise error(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None

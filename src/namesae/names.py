@@ -322,6 +322,19 @@ def _entries_json(path: Path, text: str) -> list[tuple[str, str]]:
 _READERS = {".txt": _entries_txt, ".csv": _entries_csv, ".json": _entries_json}
 
 
+def text_lines(text: str) -> list[str]:
+    """The non-empty lines of a text, stripped, '#' comment lines skipped."""
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Non-empty lines of a text file, '#' comments skipped (names and phrases lists)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NamesaeError(f"{path}: file not found")
+    return text_lines(path.read_text(encoding="utf-8"))
+
+
 def load_names(path: str | Path) -> list[str]:
     """Names from a TXT, CSV or JSON file, validated and normalised; duplicates dropped with a warning."""
     path = Path(path)

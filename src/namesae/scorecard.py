@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from namesae.errors import NamesaeError
-from namesae.io import read_json_file, require_format
+from namesae.io import read_json, require_format
 
 SCORECARD_FORMAT_VERSION = 1
 _FIX = "re-run `namesae demo` to rewrite it"
@@ -117,4 +117,4 @@ def scorecard_from_dict(data: Any, path: str | Path = "<scorecard.json>") -> Sco
 def load_scorecard(path: str | Path) -> ScorecardFile:
     """Read scorecard.json; one clear line (file, field, fix) when it cannot be read, is of another
     format_version, or a field is missing or of the wrong kind."""
-    return scorecard_from_dict(read_json_file(path, _FIX, "run `namesae demo` first"), path)
+    return scorecard_from_dict(read_json(path, "run `namesae demo` first", _FIX), path)

@@ -24,8 +24,9 @@ along one axis reporting, at each step, the first names and surnames nearest to 
 each kind centred on its own mean), i.e. which name parts move along the axis.
 
 Modules: `vocabulary.py` (terms, their prompts, the store cache), `fit.py` (non-negative OMP, one target or a
-batch), `paint.py` (paintings and best pairs), `axes.py` (PCA name axes and walks). Scored on a synthetic world in
-`namesae.synth.score.basis`.
+batch), `paint.py` (paintings and best pairs), `axes.py` (PCA name axes and walks), `targets.py` (a target embedding
+from a store row or name, a prompt, an image or a file), `run.py` (each `namesae basis` command as one call).
+Scored on a synthetic world in `namesae.synth.score.basis`.
 """
 
 from namesae.basis.axes import NameAxes, WalkStep, fit_name_axes, walk_axis
@@ -47,6 +48,8 @@ from namesae.basis.paint import (
     best_pairs,
     paint,
 )
+from namesae.basis.run import BasisRun, VocabRun, run_axes, run_paint, run_pairs, run_vocab
+from namesae.basis.targets import Target, TargetSpec, embedding_file, resolve_target
 from namesae.basis.vocabulary import (
     DEFAULT_FILLER,
     DEFAULT_MAX_PER_KIND,
@@ -67,9 +70,10 @@ from namesae.basis.vocabulary import (
 
 __all__ = [
     "CHOOSE", "DEFAULT_FILLER", "DEFAULT_MAX_PER_KIND", "DEFAULT_PHRASES", "DEFAULT_TEMPLATE", "NAME_KINDS",
-    "REFERENCE", "TERM_KINDS", "VOCAB_ATTR", "VOCAB_FORMAT", "FitStep", "NameAxes", "PaintTerm", "Painting",
-    "PairCandidate", "PairSearch", "PathStep", "SparseFit", "Vocabulary", "WalkStep", "best_pairs",
-    "build_vocabulary", "centered_cosine", "cosine", "fit_name_axes", "paint", "read_vocabulary",
-    "render_painting", "sparse_nonnegative_fit", "sparse_nonnegative_fit_batch", "term_prompt", "walk_axis",
-    "write_vocabulary",
+    "REFERENCE", "TERM_KINDS", "VOCAB_ATTR", "VOCAB_FORMAT", "BasisRun", "FitStep", "NameAxes", "PaintTerm",
+    "Painting", "PairCandidate", "PairSearch", "PathStep", "SparseFit", "Target", "TargetSpec", "VocabRun",
+    "Vocabulary", "WalkStep", "best_pairs", "build_vocabulary", "centered_cosine", "cosine", "embedding_file",
+    "fit_name_axes", "paint", "read_vocabulary", "render_painting", "resolve_target", "run_axes", "run_paint",
+    "run_pairs", "run_vocab", "sparse_nonnegative_fit", "sparse_nonnegative_fit_batch", "term_prompt",
+    "walk_axis", "write_vocabulary",
 ]

@@ -52,52 +52,16 @@ def embed(
     local Hugging Face image dataset (image rows) with an open_clip model, into an HDF5 embedding store.
     Rerunning the same command resumes: rows already written are skipped, so a killed job loses at most one
     chunk."""
-    from namesae.config import config_from_dict, load_toml
-    from namesae.errors import ConfigError, NamesaeError
-    from namesae.names import builtin_names, load_names, resolve_templates
+    from namesae.embed import run_embed
 
-    data = dict(load_toml(config).get("embed", {})) if config is not None else {}
-    overrides = {"model": model, "pretrained": pretrained, "space_tag": space_tag, "device": device,
-                 "dtype": dtype, "normalize": normalize, "batch_size": batch_size, "chunk_rows": chunk_rows,
-                 "store_dtype": store_dtype, "templates": tuple(templates) if templates else None}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if not data.get("model"):
-        raise ConfigError("--model is required (e.g. --model ViT-H-14 --pretrained laion2b_s32b_b79k, or "
-                          "--model tiny offline), or set model in the [embed] section of --config")
-    from namesae.embed import EmbedConfig, embed_images, embed_texts, image_rows
-
-    cfg = config_from_dict(EmbedConfig, data, f"{config} [embed]" if config else "command line")
-
-    # Check every input before loading a model (seconds to minutes).
-    if images is not None or dataset is not None:
-        if names is not None or builtin is not None or (images is not None and dataset is not None):
-            raise NamesaeError("--images/--dataset embed image rows and --names/--builtin text rows; a store holds "
-                               "one space, so run embed twice with different --out")
-        if dataset is not None:
-            from namesae.datasets_io import dataset_images_dir, dataset_rows
-
-            rows = dataset_rows(dataset, dataset_images_dir(out), image_column, name_column, prompt_column,
-                                seed_column)
-        else:
-            rows = image_rows(images)
-    else:
-        if names is None and builtin is None:
-            raise NamesaeError("nothing to embed: give --names FILE, --builtin first|surnames|famous, --images DIR "
-                               "or --dataset DIR")
-        name_list = load_names(names) if names is not None else []
-        if builtin is not None:
-            extra = builtin_names(builtin, top=top, decade=decade, sex=sex, category=category)
-            name_list = list(dict.fromkeys(name_list + extra))
-        prompts = resolve_templates(cfg.templates)
-
-    from namesae.encoders import load_encoder
-
-    encoder = load_encoder(cfg.model, cfg.pretrained, device=cfg.device, dtype=cfg.dtype, normalize=cfg.normalize,
-                           batch_size=cfg.batch_size, space_tag=cfg.space_tag)
-    if images is not None or dataset is not None:
-        result = embed_images(encoder, rows, out, cfg, progress=progress)
-    else:
-        result = embed_texts(encoder, name_list, prompts, out, cfg, progress=progress)
+    result = run_embed(out, config, {"model": model, "pretrained": pretrained, "space_tag": space_tag,
+                                     "device": device, "dtype": dtype, "normalize": normalize,
+                                     "batch_size": batch_size, "chunk_rows": chunk_rows, "store_dtype": store_dtype,
+                                     "templates": tuple(templates) if templates else None},
+                       names=names, builtin=builtin, top=top, decade=decade, sex=sex, category=category,
+                       images=images, progress=progress, dataset=dataset,
+                       columns={"image": image_column, "name": name_column, "prompt": prompt_column,
+                                "seed": seed_column})
     s = result.summary
     typer.echo(f"embed: {result.written} rows written, {result.skipped} already in the store; store has {s['rows']} "
                f"rows of {s['names']} names, dim {s['dim']}, space {s['space']}")

@@ -35,30 +35,17 @@ def emergence(
     point of the curve, phase 1-4 at each point with the measures that decided it, and feature-family links between
     SAEs of one space. Writes emergence.json, emergence.csv (per name), curves.csv (per name and point),
     families.csv, dedication_curves.png, phase_map.png, emergence_vs_frequency.png and, with a truth, score.json."""
-    import dataclasses
     import json
 
-    from namesae.config import load_toml
+    from namesae.config import config_from, load_toml
     from namesae.devices import resolve_device
-    from namesae.emergence import load_emergence_config, load_frequencies, run_emergence, write_emergence
-    from namesae.errors import ConfigError
+    from namesae.emergence import EmergenceConfig, load_frequencies, run_emergence, write_emergence
     from namesae.synth.score.emergence import load_series, score_emergence, truth_frequencies
 
     device = resolve_device(device)
-    cfg = load_emergence_config(config)
-    overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r)) if v is not None}
-    if curve_name:
-        overrides["curve_names"] = tuple(curve_name)
-    if overrides:
-        try:
-            cfg = dataclasses.replace(cfg, **overrides)
-        except ConfigError as err:
-            raise ConfigError(f"--tau-p/--tau-r/--curve-name: {err}") from None
-    train = None
-    if config is not None:
-        train = load_toml(config).get("train")
-        if train is not None and not isinstance(train, dict):
-            raise ConfigError(f"{config}: [train] must be a table of TrainConfig fields")
+    cfg = config_from(EmergenceConfig, "emergence", config, {"tau_p": tau_p, "tau_r": tau_r, "curve_names":
+                      tuple(curve_name) if curve_name else None}, flags={"curve_names": "--curve-name"})
+    train = load_toml(config).get("train") if config is not None else None  # a table: load_toml checks it
     spec = load_series(series, train=train)
     freqs = load_frequencies(frequencies) if frequencies is not None else truth_frequencies(spec)
     typer.echo(f"emergence: {len(spec.points)} points on axis '{spec.axis}' from {spec.source}")
@@ -67,15 +54,9 @@ def emergence(
     score = score_emergence(result, truth_path) if truth_path is not None else None
     meta = {"series": str(series), "truth": str(truth_path) if truth_path is not None else None}
     paths = write_emergence(result, out, meta=meta, score=score)
-
-    counts = {label: 0 for label in result.labels}
-    for n in result.names:
-        if n.emergence_index is not None:
-            counts[result.labels[n.emergence_index]] += 1
-    never = sum(n.emergence_index is None for n in result.names)
-    final = {str(p): sum(n.final_phase == p for n in result.names) for p in (1, 2, 3, 4)}
-    typer.echo(f"emergence: {len(result.names)} names; emerged at {json.dumps(counts)}; never {never}; "
-               f"phases at the last point {json.dumps(final)}")
+    counts = result.counts()
+    typer.echo(f"emergence: {len(result.names)} names; emerged at {json.dumps(counts['emerged_at'])}; never "
+               f"{counts['never']}; phases at the last point {json.dumps(counts['final_phases'])}")
     for note in result.notes:
         typer.echo(f"note: {note}")
     if score is not None:

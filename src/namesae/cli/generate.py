@@ -48,9 +48,6 @@ def generate(
     decoder in the metadata) and their CLIP image embeddings into a store. Resumable: a restarted run skips
     finished images and never duplicates a row. Parallel: `torchrun --nproc_per_node K $(which namesae) generate
     --n-images 9 --templates portrait ...` (long option names: torchrun's parser claims --n and -t) gives each rank a deterministic slice and its own shard; rank 0 merges them at the end."""
-    from namesae.config import config_from_dict, load_toml
-    from namesae.errors import ConfigError
-
     if merge_only:
         from namesae.generate import merge_generated
         from namesae.store import EmbeddingStore
@@ -59,39 +56,15 @@ def generate(
         with EmbeddingStore.open(path) as store:
             typer.echo(f"merged {store.summary()['rows']} rows into {path}")
         return
-    data = dict(load_toml(config).get("generate", {})) if config is not None else {}
-    overrides = {"pipeline": pipeline, "model": model, "prior": prior, "n": n, "seed_offset": seed_offset,
-                 "batch_size": batch_size, "steps": steps, "guidance_scale": guidance_scale,
-                 "prior_steps": prior_steps, "height": height, "width": width, "encoder": encoder,
-                 "pretrained": pretrained, "device": device, "dtype": dtype, "normalize": normalize,
-                 "templates": tuple(templates) if templates else None}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if names is None:
-        raise ConfigError("--names FILE is required (one name per line, a CSV with a 'name' column, or JSON)")
-    from namesae.generate import GenerateConfig, ranks_from_env, run_generate
-    from namesae.names import load_names, resolve_templates
+    from namesae.generate import run_generate_files
 
-    cfg = config_from_dict(GenerateConfig, data, f"{config} [generate]" if config else "command line")
-    name_list = load_names(names)
-    resolve_templates(cfg.templates)  # fail on a bad template before loading models
-    ranks = ranks_from_env(rank, world_size)
-
-    from namesae.decoders import load_decoder, quiet_loading, resolve_model
-    from namesae.encoders import load_encoder
-
-    model_path = resolve_model(cfg.pipeline, cfg.model)
-    quiet_loading()
-    run_device = f"cuda:{ranks.local_rank}" if cfg.device == "cuda" and ranks.world > 1 else cfg.device
-    decoder = load_decoder(cfg.pipeline, model_path, cfg.prior, device=run_device, dtype=cfg.dtype,
-                           settings=cfg.settings())
-    spec = decoder.info.encoder or {}
-    enc_model, enc_pretrained = cfg.encoder or spec.get("model"), cfg.pretrained or spec.get("pretrained")
-    if not enc_model:
-        raise ConfigError(f"the decoder's space {decoder.space!r} has no open_clip image encoder; pass --encoder "
-                          f"(and --pretrained) to embed the images")
-    image_encoder = load_encoder(enc_model, enc_pretrained, device=run_device, dtype=cfg.dtype,
-                                 normalize=cfg.normalize)
-    result = run_generate(decoder, image_encoder, name_list, out, cfg, ranks, progress=progress)
+    result = run_generate_files(out, names, config, {
+        "pipeline": pipeline, "model": model, "prior": prior, "n": n, "seed_offset": seed_offset,
+        "batch_size": batch_size, "steps": steps, "guidance_scale": guidance_scale, "prior_steps": prior_steps,
+        "height": height, "width": width, "encoder": encoder, "pretrained": pretrained, "device": device,
+        "dtype": dtype, "normalize": normalize, "templates": tuple(templates) if templates else None},
+        rank=rank, world_size=world_size, progress=progress)
+    ranks = result.ranks
     shard = result.shard
     typer.echo(f"rank {ranks.rank}/{ranks.world}: {shard.generated} images drawn, {shard.embedded_from_disk} "
                f"embedded from disk, {shard.skipped} already done -> {shard.shard}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -46,56 +45,13 @@ def identity(
     firings, see README "Identity rule"), dedicated, dedication, composing
     features, name-part composition, rigidity (trace, log-det, pairwise cosines, diffusion spectral entropy),
     zero-shot attribute distributions, and z-scores against prior names. Writes identity.json and identity.csv."""
-    import dataclasses
+    from namesae.identity import run_identity_files
 
-    from namesae.cli.features import load_feature_config
-    from namesae.config import config_from_dict, load_toml
-    from namesae.devices import resolve_device
-    from namesae.identity import IdentityConfig
-
-    device = resolve_device(device)
-    fcfg = load_feature_config(config, kind)
-    icfg = IdentityConfig()
-    if config is not None:
-        icfg = config_from_dict(IdentityConfig, load_toml(config).get("identity", {}), f"{config} [identity]")
-    overrides = {k: v for k, v in (("tau_p", tau_p), ("tau_r", tau_r), ("rule", rule)) if v is not None}
-    if overrides:
-        from namesae.errors import ConfigError
-
-        try:
-            icfg = dataclasses.replace(icfg, **overrides)
-        except ConfigError as err:
-            raise ConfigError(f"--tau-p/--tau-r/--rule: {err}") from None
-
-    from namesae.features.result import write_features as write_feature_files
-    from namesae.features import compute_feature_stats
-    from namesae.identity import load_ladders, load_prior_names, run_identity, write_identity
-    from namesae.sae import load_sae
-    from namesae.store import EmbeddingStore
-
-    prior = load_prior_names(prior_names) if prior_names is not None else []
-    lads = load_ladders(ladders)
-    model = load_sae(sae, device=device)
-    seeds = [load_sae(p, device=device) for p in seed_sae or []]  # refused before any work, not after
-    with ExitStack() as stack:
-        def opened(path: Path | None) -> EmbeddingStore | None:
-            return stack.enter_context(EmbeddingStore.open(path)) if path is not None else None
-
-        main = opened(store)
-        stats = compute_feature_stats(model, main, fcfg, progress=progress)
-        result = run_identity(model, main, icfg, fcfg, image_store=opened(image_store),
-                              text_store=opened(text_store), vocab=opened(vocab), ladders=lads,
-                              ladder_store=opened(ladder_store), prior_names=prior, stats=stats,
-                              progress=progress)
-        if seed_sae:
-            from namesae.identity import add_seed_stability
-
-            add_seed_stability(result, model, seeds, main, fcfg, progress=progress)
-        space = main.space
-        meta = {"sae": str(sae), "store": str(store)}
-        paths = list(write_identity(result, out, meta))
-        if write_features:
-            paths += list(write_feature_files(stats, out, main, meta))
+    done = run_identity_files(sae, store, out, config=config, kind=kind, tau_p=tau_p, tau_r=tau_r, rule=rule,
+                              prior_names=prior_names, image_store=image_store, text_store=text_store,
+                              vocab=vocab, ladders=ladders, ladder_store=ladder_store, seed_saes=seed_sae or (),
+                              write_features=write_features, progress=progress, device=device)
+    result, space, paths = done.result, done.space, done.paths
     n_ded = sum(r.dedicated for r in result.records)
     typer.echo(f"identity: {len(result.records)} names, {n_ded} dedicated, "
                f"{len(result.records) - n_ded} compositional; prior: {len(result.prior_names)} names")

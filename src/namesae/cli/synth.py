@@ -24,25 +24,12 @@ def synth(
     of checkpoints and truth.json (layout: DIR/truth.json, DIR/directions.safetensors, DIR/prior_names.txt,
     DIR/image.h5, DIR/text.h5, DIR/vocab.h5, DIR/progression/ckpt_NN/*.h5; see `namesae.synth`). The same config
     and seed write the same world."""
-    import dataclasses
     import time
 
-    from namesae.config import load_config
-    from namesae.synth import SynthConfig, build_world, summary, write_world
+    from namesae.synth import build_world, summary, write_world
+    from namesae.synth.config import synth_config
 
-    from namesae.errors import ConfigError
-    from namesae.synth.config import PRESETS
-
-    if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"--preset {preset!r}: unknown; use one of {', '.join(PRESETS)}")
-    cfg = load_config(SynthConfig, config, "synth") if config is not None else SynthConfig()
-    if preset is not None:
-        given = dataclasses.asdict(cfg) if config is not None else {}
-        defaults = dataclasses.asdict(SynthConfig())
-        fields = {**PRESETS[preset], **{k: v for k, v in given.items() if v != defaults[k]}}
-        cfg = dataclasses.replace(SynthConfig(), **fields)
-    if seed is not None:
-        cfg = dataclasses.replace(cfg, seed=seed)
+    cfg = synth_config(config, preset, seed)
     start = time.perf_counter()
     world = build_world(cfg)
     paths = write_world(world, out)

@@ -3,52 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """`field=value` pairs with TOML values (`k=16`, `kinds=["image"]`, `engine="saelens"` or `engine=saelens`)."""
-    import tomllib
-
-    from namesae.errors import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected field=value")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value  # a bare word: take it as a string
-    return out
-
-
-def load_train_config(config: Path | None, overrides: list[str]):
-    """TrainConfig from the [train] section of a TOML file (optional), with `--set` overrides."""
-    from namesae.config import config_from_dict, config_to_dict
-    from namesae.sae import TrainConfig
-
-    data = load_train_dict(config, overrides)
-    cfg = config_from_dict(TrainConfig, data, f"{config} [train]" if config is not None else "--set")
-    return cfg, config_to_dict(cfg)
-
-
-def load_train_dict(config: Path | None, overrides: list[str]) -> dict:
-    """The [train] mapping of a TOML file (optional) with `--set` overrides applied, not yet validated."""
-    from namesae.config import load_toml
-
-    data = {}
-    if config is not None:
-        raw = load_toml(config)
-        if "train" not in raw:
-            from namesae.errors import ConfigError
-
-            raise ConfigError(f"{config}: missing section [train]")
-        data = dict(raw["train"])
-    data.update(parse_overrides(overrides))
-    return data
 
 
 def train(
@@ -71,39 +28,26 @@ def train(
     Running the same command again after a kill resumes from the last saved state; on a finished run it just
     reports it. Every SAE written opens with sae_lens.SAE.load_from_disk and reads store-unit embeddings.
     """
-    tables = load_sweep_tables(config)
-    if sweep or tables:
-        from namesae.sae.sweep import sweep_members
+    from namesae.sae.sweep import plan_sweep
+
+    members = plan_sweep(config, set_, sweep)
+    if members:
         from namesae.sae.train import train_saes
 
-        base = load_train_dict(config, set_)
-        members = sweep_members(base, tables, sweep, source=str(config) if config else "--sweep")
         saes = train_saes(store, [m.config for m in members], [out / m.name for m in members],
                           progress=progress, overwrite=overwrite)
         for member, sae in zip(members, saes):
             report(sae, out / member.name, prefix=f"{member.name}: ")
         return
-    cfg, _ = load_train_config(config, set_)
-    from namesae.sae import train_sae
+    from namesae.config import config_from
+    from namesae.sae import TrainConfig, train_sae
 
+    cfg = config_from(TrainConfig, "train", config, set_, required=True)
     sae = train_sae(store, cfg, out, progress=progress, overwrite=overwrite)
     report(sae, out)
 
 
-def load_sweep_tables(config: Path | None) -> list[dict]:
-    """The [[sweep]] tables of a TOML config (none without a config)."""
-    if config is None:
-        return []
-    from namesae.config import load_toml
-    from namesae.errors import ConfigError
-
-    tables = load_toml(config).get("sweep", [])
-    if not isinstance(tables, list) or any(not isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{config}: sweep must be [[sweep]] tables")
-    return tables
-
-
-def report(sae, out: Path, prefix: str = "") -> None:
+def report(sae: Any, out: Path, prefix: str = "") -> None:
     """Print a trained SAE's held-out numbers and where it was written (rank 0 only under torchrun)."""
     import os
 

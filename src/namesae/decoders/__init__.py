@@ -36,6 +36,7 @@ from namesae.decoders.spaces import (
     DecoderError,
     DecoderInfo,
     DecodeSettings,
+    DrawSettings,
     check_space,
     describe_decoder,
     encoder_for_space,
@@ -54,8 +55,8 @@ from namesae.decoders.tiny import (
 
 __all__ = [
     "HUB_MODELS", "KIND_DEFAULTS", "META_FILE", "PIPELINES", "TINY_DEFAULTS", "DecodeSettings", "Decoder",
-    "DecoderError", "DecoderInfo", "KandinskyDecoder", "UnclipDecoder", "build_tiny_pipeline", "check_space",
-    "clip_tokenizer", "default_tiny_space", "describe_decoder", "encoder_for_space", "image_grid",
+    "DecoderError", "DecoderInfo", "DrawSettings", "KandinskyDecoder", "UnclipDecoder", "build_tiny_pipeline",
+    "check_space", "clip_tokenizer", "default_tiny_space", "describe_decoder", "encoder_for_space", "image_grid",
     "info_dict", "load_decoder", "quiet_loading", "read_meta", "read_png_metadata", "resolve_model",
     "tiny_kandinsky", "tiny_unclip", "write_clip_tokenizer_files", "write_png",
 ]

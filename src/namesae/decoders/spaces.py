@@ -28,8 +28,9 @@ class DecoderError(NamesaeError):
 
 
 @dataclass(frozen=True)
-class DecodeSettings:
-    """How images are drawn; None means the pipeline's default (from its folder's metadata, else the kind's)."""
+class DrawSettings:
+    """Image size and denoising of a decoder run, shared by `DecodeSettings` and `namesae.generate.GenerateConfig`;
+    None means the pipeline's default (from its folder's metadata, else the kind's)."""
 
     height: int | None = None
     """Image height in pixels (Kandinsky 2.2: 512 or more; SD 2.1 unCLIP: 768)."""
@@ -43,6 +44,12 @@ class DecodeSettings:
     """Kandinsky prior: denoising steps of text -> image embedding."""
     prior_guidance_scale: float | None = None
     """Kandinsky prior: classifier-free guidance."""
+
+
+@dataclass(frozen=True)
+class DecodeSettings(DrawSettings):
+    """How images are drawn; None means the pipeline's default (from its folder's metadata, else the kind's)."""
+
     noise_level: int | None = None
     """SD 2.1 unCLIP: noise added to the image embedding (0 = follow it closely)."""
     embed_norm: float | None = None

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from namesae.config import config_from_dict, load_toml
+from namesae.config import config_from, config_from_dict
 from namesae.errors import ConfigError
 
 
@@ -136,21 +136,12 @@ class EmergenceConfig:
 
 def emergence_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> EmergenceConfig:
     """EmergenceConfig from a mapping whose optional `phases` table holds PhaseConfig fields."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: [emergence] must be a table")
-    data = dict(data)
-    phases = data.pop("phases", {})
-    if not isinstance(phases, dict):
-        raise ConfigError(f"{source}: [emergence.phases] must be a table")
-    phase_cfg = config_from_dict(PhaseConfig, phases, f"{source} [emergence.phases]")
-    return config_from_dict(EmergenceConfig, {**data, "phases": phase_cfg}, f"{source} [emergence]")
+    return config_from_dict(EmergenceConfig, data, f"{source} [emergence]")
 
 
 def load_emergence_config(path: str | Path | None) -> EmergenceConfig:
     """EmergenceConfig from the `[emergence]` section of a TOML file (defaults without a file or section)."""
-    if path is None:
-        return EmergenceConfig()
-    return emergence_config_from_dict(load_toml(path).get("emergence", {}), str(path))
+    return config_from(EmergenceConfig, "emergence", path)
 
 
 def emergence_config_to_dict(config: EmergenceConfig) -> dict[str, Any]:

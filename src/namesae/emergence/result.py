@@ -14,7 +14,7 @@ from namesae.emergence.config import EmergenceConfig, emergence_config_from_dict
 from namesae.emergence.curves import ChangePoint, PhaseDecision, change_point, decide_phase, emergence_index
 from namesae.emergence.measures import GroupedStats, NameFeatures, PhaseInputs, name_features
 from namesae.errors import NamesaeError
-from namesae.io import check_fields, read_json_file, require_format
+from namesae.io import check_fields, read_json, require_format
 
 
 @dataclass
@@ -148,6 +148,16 @@ class EmergenceResult:
         rows = [table[n] for n in names] if names is not None else self.names
         return np.array([[p or 0 for p in row.phase] for row in rows], dtype=np.int64).reshape(len(rows),
                                                                                              len(self.labels))
+
+    def counts(self) -> dict[str, Any]:
+        """How many names emerged at each point (`emerged_at`, by label), never emerged (`never`), and are in
+        each phase at the last point (`final_phases`, "1".."4")."""
+        emerged = {label: 0 for label in self.labels}
+        for n in self.names:
+            if n.emergence_index is not None:
+                emerged[self.labels[n.emergence_index]] += 1
+        return {"emerged_at": emerged, "never": sum(n.emergence_index is None for n in self.names),
+                "final_phases": {str(p): sum(n.final_phase == p for n in self.names) for p in (1, 2, 3, 4)}}
 
     def dedication_matrix(self) -> np.ndarray:
         """Dedication [names, points] as float (NaN where the name is missing)."""
@@ -290,5 +300,5 @@ def emergence_from_dict(data: Any, path: str | Path = "<emergence.json>") -> Eme
 def load_emergence(path: str | Path) -> EmergenceResult:
     """Read emergence.json (written by `EmergenceResult.save`); one clear line (file, field, fix) when it cannot
     be read, is of another format_version, or a field is missing or of the wrong kind."""
-    data = read_json_file(path, _FIX, "run `namesae emergence` (or `namesae demo`) first")
+    data = read_json(path, "run `namesae emergence` (or `namesae demo`) first", _FIX)
     return emergence_from_dict(data, path)

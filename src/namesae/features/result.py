@@ -33,7 +33,7 @@ from namesae.io import (
     check_fields,
     check_sealed,
     csv_frame_text,
-    read_json_file,
+    read_json,
     require_format,
     rows_json_text,
 )
@@ -164,7 +164,7 @@ class FeaturesResult:
     @classmethod
     def load(cls, path: str | Path) -> FeaturesResult:
         """Read a features.json that `save` wrote; a file that does not fit is refused with one line."""
-        return features_from_dict(read_json_file(path, _FIX, "run `namesae features` first"), path)
+        return features_from_dict(read_json(path, "run `namesae features` first", _FIX), path)
 
 
 def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingStore | None = None,
@@ -173,6 +173,30 @@ def write_features(stats: FeatureStats, out_dir: str | Path, store: EmbeddingSto
     out = Path(out_dir)
     json_path = FeaturesResult.from_stats(stats, store, meta).save(out / "features.json")
     return json_path, atomic_write_text(out / "features.csv", csv_frame_text(stats.frame()))
+
+
+def run_features(sae: Path, store: Path, out: Path, vocab: Path | None = None, kind: str | None = None,
+                 config: Path | None = None, progress: bool = False,
+                 device: str = "cpu") -> tuple[FeatureStats, tuple[Path, Path]]:
+    """`namesae features` without the command line: FeatureConfig from the [features] section of `config` (and
+    `kind`), the statistics of `sae` over `store` (labelled from `vocab` when given), written into `out`."""
+    from namesae.config import config_from
+    from namesae.devices import resolve_device
+    from namesae.features import FeatureConfig, compute_feature_stats, labels_from_store
+    from namesae.sae import load_sae
+    from namesae.store import EmbeddingStore
+
+    device = resolve_device(device)
+    cfg = config_from(FeatureConfig, "features", config, {"kind": kind})
+    model = load_sae(sae, device=device)
+    with EmbeddingStore.open(store) as s:
+        stats = compute_feature_stats(model, s, cfg, progress=progress)
+        if vocab is not None:
+            with EmbeddingStore.open(vocab) as v:
+                stats.labels = labels_from_store(model, v, center=cfg.label_center)
+        paths = write_features(stats, out, s, meta={"sae": str(sae), "store": str(store),
+                                                    "vocab": str(vocab) if vocab else None})
+    return stats, paths
 
 
 # ---- reading features.json ----------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 `api.py` (groups of codes and direction sets, as records), `name.py` (a name's groups and their stability), `fast.py` (the batched Gram path),
 `reference.py` (the plain per-embedding implementation the fast path is tested against), `planted.py` (planted
-concept data and scores), `config.py` (settings), `result.py` (groups.json: GroupsResult, EmbeddingGroups).
+concept data and scores), `config.py` (settings), `result.py` (groups.json: GroupsResult, EmbeddingGroups), `run.py`
+(`namesae groups` as one call: `run_groups`, and feature labels `load_labels`).
 """
 
 from namesae.groups.api import (

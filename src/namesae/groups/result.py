@@ -29,7 +29,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from namesae.errors import NamesaeError
 from namesae.groups.api import FeatureGroup, Grouping
 from namesae.groups.config import GroupConfig
 from namesae.groups.name import NameGroups
-from namesae.io import atomic_write_json, check_fields, read_json_file, require_format
+from namesae.io import atomic_write_csv, atomic_write_json, check_fields, read_json, require_format
 
 GROUPS_FORMAT_VERSION = 1
 """Version of groups.json that `GroupsResult.save` / `EmbeddingGroups.save` write and their loaders read."""
@@ -71,8 +71,40 @@ def _grouping(data: Mapping[str, Any], path: Path, where: str) -> Grouping:
                     groups)
 
 
+def _layout(data: Any, path: str | Path, needs: str, other: str, hint: str) -> Path:
+    """The path of a groups.json of this format version holding field `needs`; the other layout (field `other`
+    alone) is refused with one line ending in `hint`."""
+    path = Path(path)
+    require_format(data, path, "groups", GROUPS_FORMAT_VERSION, _FIX)
+    if needs not in data and other in data:
+        raise NamesaeError(f"{path}: field {needs!r} is missing: {hint}")
+    return path
+
+
+class _GroupsFile:
+    """`save` and `load` of one groups.json layout, through the class's `to_dict` and `from_dict`."""
+
+    def to_dict(self, centroids: bool = False) -> dict[str, Any]:
+        """The JSON content of groups.json."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path = "<groups.json>") -> Self:
+        """The result from the content of groups.json, checked field by field."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path, centroids: bool = False) -> Path:
+        """Write groups.json atomically (centroids only when asked for)."""
+        return atomic_write_json(path, self.to_dict(centroids))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a groups.json of this layout; a file that does not fit is refused with one line."""
+        return cls.from_dict(read_json(path, _MISSING, _FIX), path)
+
+
 @dataclass
-class GroupsResult:
+class GroupsResult(_GroupsFile):
     """Feature groups of many names (each the grouping of the name's mean code, with its stability)."""
 
     names: dict[str, NameGroups]
@@ -89,39 +121,31 @@ class GroupsResult:
         return {"format_version": GROUPS_FORMAT_VERSION, **self.meta, "config": config_to_dict(self.config),
                 "names": {name: g.to_dict(centroids) for name, g in self.names.items()}}
 
-    def save(self, path: str | Path, centroids: bool = False) -> Path:
-        """Write groups.json atomically."""
-        return atomic_write_json(path, self.to_dict(centroids))
-
     @classmethod
-    def load(cls, path: str | Path) -> GroupsResult:
-        """Read a groups.json of many names; a file that does not fit is refused with one line."""
-        return groups_from_dict(read_json_file(path, _FIX, _MISSING), path)
+    def from_dict(cls, data: Any, path: str | Path = "<groups.json>") -> GroupsResult:
+        """A GroupsResult from the content of groups.json (the names layout), checked field by field."""
+        path = _layout(data, path, "names", "groups", "this file holds one embedding's groups (`namesae groups "
+                       "--out`); read it with EmbeddingGroups.load")
+        check_fields(data, {"config": "obj", "names": "obj"}, path, _FIX)
+        config = config_of_result(GroupConfig, data["config"], path, _FIX)
+        names = {}
+        for name, rec in data["names"].items():
+            where = f"names[{json.dumps(name)}]."
+            if not isinstance(rec, dict):
+                raise NamesaeError(f"{path}: field {where[:-1]!r} must be an object, got {rec!r:.80}; {_FIX}")
+            check_fields(rec, _NAME, path, _FIX, where)
+            names[name] = NameGroups(rec["name"], _grouping(rec, path, where), rec["n_rows"], rec["stability"],
+                                     list(rec["row_k"]))
+        meta = {k: v for k, v in data.items() if k not in ("format_version", "config", "names")}
+        return cls(names, config, meta)
 
 
-def groups_from_dict(data: Any, path: str | Path = "<groups.json>") -> GroupsResult:
-    """A GroupsResult from the content of groups.json (the names layout), checked field by field."""
-    path = Path(path)
-    require_format(data, path, "groups", GROUPS_FORMAT_VERSION, _FIX)
-    if "names" not in data and "groups" in data:
-        raise NamesaeError(f"{path}: field 'names' is missing: this file holds one embedding's groups (`namesae "
-                           f"groups --out`); read it with EmbeddingGroups.load")
-    check_fields(data, {"config": "obj", "names": "obj"}, path, _FIX)
-    config = config_of_result(GroupConfig, data["config"], path, _FIX)
-    names = {}
-    for name, rec in data["names"].items():
-        where = f"names[{json.dumps(name)}]."
-        if not isinstance(rec, dict):
-            raise NamesaeError(f"{path}: field {where[:-1]!r} must be an object, got {rec!r:.80}; {_FIX}")
-        check_fields(rec, _NAME, path, _FIX, where)
-        names[name] = NameGroups(rec["name"], _grouping(rec, path, where), rec["n_rows"], rec["stability"],
-                                 list(rec["row_k"]))
-    meta = {k: v for k, v in data.items() if k not in ("format_version", "config", "names")}
-    return GroupsResult(names, config, meta)
+CSV_FIELDS = ("group", "feature", "weight", "group_mass_share", "group_coherence", "group_label")
+"""Columns of groups.csv: one row per (group, feature)."""
 
 
 @dataclass
-class EmbeddingGroups:
+class EmbeddingGroups(_GroupsFile):
     """Feature groups of one embedding: a store row, or a name's mean code with the groups' stability."""
 
     grouping: Grouping
@@ -153,28 +177,44 @@ class EmbeddingGroups:
                 "stability": None if self.stability is None else round(self.stability, 6), "row_k": self.row_k,
                 **grouping, "config": config_to_dict(self.config)}
 
-    def save(self, path: str | Path, centroids: bool = False) -> Path:
-        """Write groups.json atomically."""
-        return atomic_write_json(path, self.to_dict(centroids))
+    def save_csv(self, path: str | Path) -> Path:
+        """Write groups.csv atomically: one row per (group, feature), `CSV_FIELDS`."""
+        rows = [dict(zip(CSV_FIELDS, (g["group"], f, w, g["mass_share"], g["coherence"],
+                                      "" if g["label"] is None else g["label"])))
+                for g in self.to_dict()["groups"] for f, w in zip(g["features"], g["weights"])]
+        return atomic_write_csv(path, rows, CSV_FIELDS)
+
+    def table(self) -> str:
+        """The groups as a readable table (what `namesae groups` prints)."""
+        payload = self.to_dict()
+        who = f"row {payload['row']} ({payload['row_name']!r}, {payload['kind']})" if payload["row"] is not None \
+            else f"name {payload['name']!r} (mean code of {payload['n_rows']} rows)"
+        head = (f"{who}: {payload['n_active']} active features -> {payload['k']} groups (select="
+                f"{payload['select']}; mass rule k={payload['k_mass']}, objective {payload['objective']})")
+        if payload.get("stability") is not None:
+            head += f"; stability across rows {payload['stability']:.3f}"
+        lines = [head, f"{'group':>5}  {'mass':>6}  {'coher.':>6}  {'stab.':>6}  {'n':>4}  {'label':<24}  "
+                       "top features"]
+        for g in payload["groups"]:
+            stab = "" if g["stability"] is None else f"{g['stability']:.3f}"
+            label = "" if g["label"] is None else f"{g['label']} ({g['label_share']:.2f})"
+            top = ", ".join(str(f) for f in g["features"][:8]) + (", ..." if len(g["features"]) > 8 else "")
+            lines.append(f"{g['group']:>5}  {g['mass_share']:>6.3f}  {g['coherence']:>6.3f}  {stab:>6}  "
+                         f"{len(g['features']):>4}  {label[:24]:<24}  {top}")
+        return "\n".join(lines)
 
     @classmethod
-    def load(cls, path: str | Path) -> EmbeddingGroups:
-        """Read the groups.json of one embedding; a file that does not fit is refused with one line."""
-        return embedding_groups_from_dict(read_json_file(path, _FIX, _MISSING), path)
-
-
-def embedding_groups_from_dict(data: Any, path: str | Path = "<groups.json>") -> EmbeddingGroups:
-    """An EmbeddingGroups from the content of groups.json (the one-embedding layout), checked field by field."""
-    path = Path(path)
-    require_format(data, path, "groups", GROUPS_FORMAT_VERSION, _FIX)
-    if "names" in data and "groups" not in data:
-        raise NamesaeError(f"{path}: field 'groups' is missing: this file holds the groups of many names; read it "
-                           f"with GroupsResult.load")
-    check_fields(data, _EMBEDDING, path, _FIX, kinds=_INTS)
-    for i, g in enumerate(data.get("groups") or []):
-        if isinstance(g, dict) and g.get("group") != i + 1:
-            raise NamesaeError(f"{path}: field 'groups[{i}].group' must be {i + 1}, got {g.get('group')!r:.40}; "
-                               f"{_FIX}")
-    return EmbeddingGroups(_grouping(data, path, ""), config_of_result(GroupConfig, data["config"], path, _FIX), data["n_rows"], data["row"],
-                           data["name"], data["row_name"], data["prompt"], data["kind"], data["stability"],
-                           None if data["row_k"] is None else list(data["row_k"]), data["sae"], data["store"])
+    def from_dict(cls, data: Any, path: str | Path = "<groups.json>") -> EmbeddingGroups:
+        """An EmbeddingGroups from the content of groups.json (the one-embedding layout), checked field by field."""
+        path = _layout(data, path, "groups", "names", "this file holds the groups of many names; read it with "
+                       "GroupsResult.load")
+        check_fields(data, _EMBEDDING, path, _FIX, kinds=_INTS)
+        for i, g in enumerate(data.get("groups") or []):
+            if isinstance(g, dict) and g.get("group") != i + 1:
+                raise NamesaeError(f"{path}: field 'groups[{i}].group' must be {i + 1}, got {g.get('group')!r:.40}; "
+                                   f"{_FIX}")
+        grouping = _grouping(data, path, "")
+        config = config_of_result(GroupConfig, data["config"], path, _FIX)
+        return cls(grouping, config, data["n_rows"], data["row"], data["name"], data["row_name"],
+                   data["prompt"], data["kind"], data["stability"],
+                   None if data["row_k"] is None else list(data["row_k"]), data["sae"], data["store"])

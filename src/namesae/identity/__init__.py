@@ -13,9 +13,11 @@ from namesae.identity.attributes import Ladder, LadderEmbeddings, attribute_batc
 from namesae.identity.composition import nnls_cosine, part_compositions, split_name
 from namesae.identity.config import IdentityConfig
 from namesae.identity.pipeline import (
+    IdentityRun,
     add_seed_stability,
     load_prior_names,
     run_identity,
+    run_identity_files,
 )
 from namesae.identity.result import (
     FIELDS,
@@ -37,9 +39,9 @@ from namesae.identity.rigidity import (
 
 __all__ = [
     "FIELDS", "IDENTITY_FORMAT_VERSION", "MEASURES", "IdentityConfig", "IdentityFeature", "IdentityRecord",
-    "IdentityResult", "Ladder", "LadderEmbeddings", "RigidityBatch", "TopFeature", "add_seed_stability",
-    "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy", "embed_ladders",
-    "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names", "nnls_cosine",
-    "part_absorption", "part_compositions", "rigidity_batch", "run_identity",
+    "IdentityResult", "IdentityRun", "Ladder", "LadderEmbeddings", "RigidityBatch", "TopFeature",
+    "add_seed_stability", "add_z_scores", "attribute_batch", "covariance_measures", "diffusion_spectral_entropy",
+    "embed_ladders", "gram", "identity_records", "image_measures", "load_ladders", "load_prior_names", "nnls_cosine",
+    "part_absorption", "part_compositions", "rigidity_batch", "run_identity", "run_identity_files",
     "split_name", "write_features", "write_identity",
 ]

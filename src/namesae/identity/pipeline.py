@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
+from namesae.names import text_lines
 from namesae.identity.result import IdentityResult
 from namesae.store import EmbeddingStore
 
@@ -159,25 +161,7 @@ def load_prior_names(path: str | Path) -> list[str]:
         if not isinstance(data, list) or not all(isinstance(n, str) for n in data):
             raise NamesaeError(f"{path}: expected a JSON list of names")
         return data
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _clean(value: Any) -> Any:
-    """NaN/inf as None, recursively (JSON has no NaN)."""
-    kind = type(value)
-    if kind is dict:
-        return {k: _clean(v) for k, v in value.items()}
-    if kind is list:
-        return [_clean(v) for v in value]
-    if kind is float or isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
+    return text_lines(text)
 
 
 def add_seed_stability(result: IdentityResult, reference: Any, others: Sequence[Any], store: EmbeddingStore,
@@ -197,3 +181,55 @@ def add_seed_stability(result: IdentityResult, reference: Any, others: Sequence[
         rec.seed_stability = stability.per_name.get(rec.name)
     result.seed_stability = stability.summary
     return stability.summary
+
+
+@dataclass
+class IdentityRun:
+    """What `run_identity_files` made: the analysis, the feature statistics it used and the files written."""
+
+    result: IdentityResult
+    stats: FeatureStats
+    paths: list[Path]
+    space: str
+    """The main store's space."""
+
+
+def run_identity_files(sae: Path, store: Path, out: Path, *, config: Path | None = None, kind: str | None = None,
+                       tau_p: float | None = None, tau_r: float | None = None, rule: str | None = None,
+                       prior_names: Path | None = None, image_store: Path | None = None,
+                       text_store: Path | None = None, vocab: Path | None = None, ladders: Path | None = None,
+                       ladder_store: Path | None = None, seed_saes: Sequence[Path] = (),
+                       write_features: bool = False, progress: bool = False, device: str = "cpu") -> IdentityRun:
+    """`namesae identity` without the command line: settings from the [identity] and [features] sections of
+    `config` and the given overrides, every input loaded and checked before the work, identity.json/.csv (and
+    with `write_features` features.json/.csv) written into `out`."""
+    from namesae.config import config_from
+    from namesae.devices import resolve_device
+    from namesae.features.result import write_features as write_feature_files
+    from namesae.identity.result import write_identity
+    from namesae.sae import load_sae
+
+    device = resolve_device(device)
+    fcfg = config_from(FeatureConfig, "features", config, {"kind": kind})
+    icfg = config_from(IdentityConfig, "identity", config, {"tau_p": tau_p, "tau_r": tau_r, "rule": rule})
+    prior = load_prior_names(prior_names) if prior_names is not None else []
+    lads = load_ladders(ladders)
+    model = load_sae(sae, device=device)
+    seeds = [load_sae(p, device=device) for p in seed_saes]  # refused before any work, not after
+    with ExitStack() as stack:
+        def opened(path: Path | None) -> EmbeddingStore | None:
+            return stack.enter_context(EmbeddingStore.open(path)) if path is not None else None
+
+        main = opened(store)
+        stats = compute_feature_stats(model, main, fcfg, progress=progress)
+        result = run_identity(model, main, icfg, fcfg, image_store=opened(image_store),
+                              text_store=opened(text_store), vocab=opened(vocab), ladders=lads,
+                              ladder_store=opened(ladder_store), prior_names=prior, stats=stats,
+                              progress=progress)
+        if seeds:
+            add_seed_stability(result, model, seeds, main, fcfg, progress=progress)
+        meta = {"sae": str(sae), "store": str(store)}
+        paths = list(write_identity(result, out, meta))
+        if write_features:
+            paths += list(write_feature_files(stats, out, main, meta))
+        return IdentityRun(result, stats, paths, main.space)

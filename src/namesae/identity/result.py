@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 from namesae.config import config_of_result, config_to_dict
 from namesae.io import (
     CHECKSUM_KEY,
+    atomic_write_csv,
     atomic_write_text,
     check_fields,
     check_sealed,
-    csv_text,
     json_ready,
-    read_json_file,
+    read_json,
     require_format,
     rows_json_text,
 )
@@ -226,7 +226,7 @@ class IdentityResult:
     @classmethod
     def load(cls, path: str | Path) -> IdentityResult:
         """Read an identity.json that `save` wrote; a file that does not fit is refused with one line."""
-        return identity_from_dict(read_json_file(path, _FIX, "run `namesae identity` (or `namesae demo`) first"),
+        return identity_from_dict(read_json(path, "run `namesae identity` (or `namesae demo`) first", _FIX),
                                   path)
 
 
@@ -239,7 +239,7 @@ def write_identity(result: IdentityResult, out_dir: str | Path, meta: Mapping[st
     columns = [*FIELDS, *dict.fromkeys(k for row in rows for k in row if k.startswith("z_"))]
     table = ({k: json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v) for k, v in row.items()}
              for row in rows)
-    return json_path, atomic_write_text(out / "identity.csv", csv_text(table, columns))
+    return json_path, atomic_write_csv(out / "identity.csv", table, columns)
 
 
 # ---- reading identity.json ----------------------------------------------------------------------------------------

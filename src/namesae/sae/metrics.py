@@ -163,9 +163,9 @@ class SAEMetrics:
     @classmethod
     def load(cls, path: str | Path) -> SAEMetrics:
         """Read a metrics.json that namesae wrote; a file that does not fit is refused with one line."""
-        from namesae.io import read_json_file
+        from namesae.io import read_json
 
-        return metrics_from_dict(read_json_file(path, _FIX, "train the SAE with `namesae train` first"), path)
+        return metrics_from_dict(read_json(path, "train the SAE with `namesae train` first", _FIX), path)
 
 
 def _metrics(data: Mapping[str, Any], path: Path, where: str) -> SAEMetrics:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from namesae.config import config_from_dict, config_to_dict
+from namesae.config import config_from, config_from_dict, config_to_dict, config_values, load_toml
 from namesae.errors import ConfigError
 from namesae.sae.config import TrainConfig
 
@@ -84,6 +85,28 @@ def sweep_members(base: dict[str, Any], tables: list[dict[str, Any]] = (), specs
     if len(set(names)) < len(names):
         raise ConfigError(f"{source}: sweep members need distinct names, got {names}")
     return members
+
+
+def sweep_tables(path: str | Path | None) -> list[dict[str, Any]]:
+    """The [[sweep]] tables of a TOML config (none without a config)."""
+    if path is None:
+        return []
+    tables = load_toml(path).get("sweep", [])
+    if not isinstance(tables, list) or any(not isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: sweep must be [[sweep]] tables")
+    return tables
+
+
+def plan_sweep(path: str | Path | None, overrides: list[str] = (), specs: list[str] = ()) -> list[SweepMember]:
+    """The members of the sweep a command asks for: [[sweep]] tables of config `path` and/or --sweep specs over
+    its [train] section with `--set` overrides (no members: no sweep). The base is validated first, so a bad
+    --set is named as such."""
+    tables = sweep_tables(path)
+    if not specs and not tables:
+        return []
+    config_from(TrainConfig, "train", path, overrides, required=True)
+    base = config_values("train", path, overrides, required=True)
+    return sweep_members(base, tables, specs, source=str(path) if path else "--sweep")
 
 
 def describe(members: list[SweepMember]) -> list[dict[str, Any]]:

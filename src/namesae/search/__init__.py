@@ -16,8 +16,8 @@ candidate prompts are encoded in batches and scored on the SAE's codes, never es
   ranked by |d|, with a percentile bootstrap CI of d for the top features (resampling rows of each set).
 
 Modules: `target.py` (FeatureTarget, prompt encoding), `prompts.py` (corpus ranking, token search), `cancel.py`
-(anti-patterns), `contrast.py` (effect sizes between row sets). Scored on a synthetic world in
-`namesae.synth.score.search`.
+(anti-patterns), `contrast.py` (effect sizes between row sets), `run.py` (each `namesae search` command as one
+call, handed its encoder and features). Scored on a synthetic world in `namesae.synth.score.search`.
 """
 
 from namesae.search.cancel import POSITIONS, Addition, AntiPatternSearch, addition_candidates, find_cancellers
@@ -42,12 +42,13 @@ from namesae.search.prompts import (
     prompt_edits,
     rank_prompts,
 )
+from namesae.search.run import CancelRun, ContrastRun, DriveRun, FeatureCodes, run_cancel, run_contrast, run_drive
 from namesae.search.target import Codes, FeatureTarget, as_numpy, encode_prompts, parse_features, sae_target
 
 __all__ = [
-    "OPS", "POSITIONS", "SD_FLOOR", "Addition", "AntiPatternSearch", "Codes", "Contrast", "ContrastRow",
-    "FeatureTarget", "Moments", "RankedPrompt", "SearchStep", "TokenSearch", "addition_candidates",
-    "as_numpy", "bootstrap_d", "cohen_d", "contrast_codes", "contrast_store", "corpus_prompts",
-    "encode_prompts", "find_cancellers", "improve_prompt", "parse_features", "prompt_edits", "rank_prompts",
-    "sae_target", "select_rows",
+    "OPS", "POSITIONS", "SD_FLOOR", "Addition", "AntiPatternSearch", "CancelRun", "Codes", "Contrast",
+    "ContrastRow", "ContrastRun", "DriveRun", "FeatureCodes", "FeatureTarget", "Moments", "RankedPrompt",
+    "SearchStep", "TokenSearch", "addition_candidates", "as_numpy", "bootstrap_d", "cohen_d", "contrast_codes",
+    "contrast_store", "corpus_prompts", "encode_prompts", "find_cancellers", "improve_prompt", "parse_features",
+    "prompt_edits", "rank_prompts", "run_cancel", "run_contrast", "run_drive", "sae_target", "select_rows",
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from namesae.errors import ConfigError, NamesaeError
+from namesae.io import read_json_input
 
 Encode = Callable[[Tensor], Tensor]  # [n, d] -> [n, d_sae]
 Decode = Callable[[Tensor], Tensor]  # [n, d_sae] -> [n, d]
@@ -411,22 +412,12 @@ def load_edits(spec: str | Path, groups: Mapping[str, Sequence[int]] | None = No
     if path.suffix.lower() == ".toml":
         from namesae.config import load_toml
         return parse_edits(load_toml(path, sections=False), str(path), groups)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
-    return parse_edits(data, str(path), groups)
+    return parse_edits(read_json_input(path, "edits file not found", ConfigError), str(path), groups)
 
 
 def load_groups(path: str | Path) -> dict[str, list[int]]:
     """Named feature groups from JSON: {label: [ids]} or a list of {"label"|"id", "features": [ids]} objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: groups file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    data = read_json_input(path, "groups file not found", ConfigError)
     if isinstance(data, Mapping) and "groups" in data:
         data = data["groups"]
     items = data.items() if isinstance(data, Mapping) else \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from namesae.errors import ConfigError
 
@@ -309,3 +310,21 @@ PRESETS: dict[str, dict[str, object]] = {
     "real": {"dim": 1280, "n_first": 400, "n_last": 600, "n_full": 4000, "n_dedicated": 1000,
              "dedicated_part_fraction": 0.1, "base_strength": 1.1, "progression": False},
 }
+
+
+def synth_config(path: str | Path | None = None, preset: str | None = None, seed: int | None = None) -> SynthConfig:
+    """The SynthConfig of `namesae synth`: the [synth] section of TOML file `path` (defaults without one), a named
+    `preset` under it (the file's fields that differ from the defaults win) and `seed` over both."""
+    import dataclasses
+
+    from namesae.config import config_from
+
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r}: unknown; use one of {', '.join(PRESETS)}")
+    cfg = config_from(SynthConfig, "synth", path, required=True)
+    if preset is not None:
+        given = dataclasses.asdict(cfg) if path is not None else {}
+        defaults = dataclasses.asdict(SynthConfig())
+        fields = {**PRESETS[preset], **{k: v for k, v in given.items() if v != defaults[k]}}
+        cfg = dataclasses.replace(SynthConfig(), **fields)
+    return cfg if seed is None else dataclasses.replace(cfg, seed=seed)

@@ -6,6 +6,7 @@ import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from namesae.config import config_from_dict, config_to_dict
 from namesae.errors import NamesaeError
-from namesae.io import atomic_write_bytes
+from namesae.io import atomic_write_bytes, read_json_input
 from namesae.synth.config import (
     AGE_YEARS,
     ATTRIBUTE_PRIOR,
@@ -28,27 +29,9 @@ from namesae.synth.world import NameTruth, Truth, plant_truth
 FORMAT_VERSION = 1
 TRUTH_KIND = "namesae-synth-world"
 
-PHASE_DEFINITIONS = {
-    "1": {"dedicated": False, "follows_scenario": True,
-          "definition": "name-part biases dominate: compositional (no identity direction; text embedding ~ mix "
-                        "of its parts), attributes vary across generations with the part biases",
-          "measurable": "no identity feature; part_composition high; attribute std high "
-                        "(attribute_resample_prob > (1 - phase_edges[1])^3)"},
-    "2": {"dedicated": False, "follows_scenario": True,
-          "definition": "coarse attributes stable: compositional, the same look in most generations",
-          "measurable": "no identity feature; part_composition high; attribute std low "
-                        "(attribute_resample_prob <= (1 - phase_edges[1])^3)"},
-    "3": {"dedicated": True, "follows_scenario": True,
-          "definition": "identity stable: an identity direction in every generation while scene/style follow "
-                        "the scenario template",
-          "measurable": "identity feature; image rows agree with their prompt's scene (text-image agreement "
-                        "high); pairwise cosine across scenarios below phase 4's"},
-    "4": {"dedicated": True, "follows_scenario": False,
-          "definition": "overfit: generations ignore the scenario template (scene/style are the name's iconic "
-                        "ones whatever the prompt)",
-          "measurable": "identity feature; image rows do not follow their prompt's scene (agreement at chance); "
-                        "very high pairwise cosine across scenarios"},
-}
+# What each planted phase means and how the analyses should see it (prose written into truth.json).
+PHASE_DEFINITIONS = json.loads(resources.files("namesae").joinpath("data", "phases.json")
+                               .read_text(encoding="utf-8"))
 DEFINITIONS = {
     "rigidity": "r in [0, 1], high = generations vary little. Within-name spread falls with r: attribute "
                 "resample probability (1 - r)^3, noise norm noise[1] + (noise[0] - noise[1]) r, coefficient jitter "
@@ -232,12 +215,7 @@ def load_truth(world_dir: str | Path) -> dict[str, Any]:
     """truth.json of a written world as a dict (schema in the package docstring), validated."""
     path = Path(world_dir)
     path = path / "truth.json" if path.is_dir() else path
-    if not path.is_file():
-        raise NamesaeError(f"{path}: truth.json not found; write a world with `namesae synth --out DIR`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise NamesaeError(f"{path}: invalid JSON ({err})") from None
+    data = read_json_input(path, "truth.json not found; write a world with `namesae synth --out DIR`")
     if not isinstance(data, dict) or data.get("kind") != TRUTH_KIND:
         raise NamesaeError(f"{path}: not a synthetic world's truth (field 'kind' is not {TRUTH_KIND!r})")
     if data.get("format_version") != FORMAT_VERSION:

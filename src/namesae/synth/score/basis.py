@@ -4,6 +4,7 @@ resist (`score_basis_on_world`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,15 @@ def score_basis_on_world(world: Any, k: int = 4, template: str = DEFAULT_TEMPLAT
         out.update(gap=None, centered_gap=None, auc=None, mannwhitney_p=None)
     out["names"] = per_name
     return out
+
+
+def run_basis_score(world: Any, out: Path, k: int = 4, target: str = "text",
+                    device: str = "cpu") -> tuple[dict[str, Any], Path]:
+    """`namesae basis score`: `score_basis_on_world`, written as out/basis_score.json; `device` is checked and
+    accepted so one --device fits every command (the toy encoder and the fits run on the CPU)."""
+    from namesae.devices import resolve_device
+    from namesae.io import atomic_write_json
+
+    resolve_device(device)
+    result = score_basis_on_world(world, k=k, target=target)
+    return result, atomic_write_json(out / "basis_score.json", {"world": str(world), **result})

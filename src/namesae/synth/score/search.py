@@ -4,6 +4,7 @@ and scene templates (`score_search_on_world`), through the world's planted dicti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,3 +158,23 @@ def search_rates(score: dict[str, Any]) -> dict[str, float]:
             "anti_pattern_rate": len(strong) / max(canc["of"], 1),
             "cancellers_found": canc["found"] / max(canc["of"], 1),
             "contrast_found": float(score["contrast"]["found"])}
+
+
+def run_search_score(world: Any, out: Path, sae: Path | None = None, steps: int = 2,
+                     device: str = "cpu") -> tuple[dict[str, Any], Path]:
+    """`namesae search score`: `score_search_on_world` through SAE `sae` (default: the planted directions),
+    written as out/search_score.json."""
+    from namesae.devices import resolve_device
+    from namesae.io import atomic_write_json
+
+    device = resolve_device(device)
+    codes = directions = None
+    if sae is not None:
+        from namesae.sae import encode, load_sae
+
+        model = load_sae(sae, device=device)
+        codes, directions = (lambda x: encode(model, x)), model.decoder_directions()
+    result = score_search_on_world(world, codes=codes, directions=directions, steps=steps)
+    path = atomic_write_json(out / "search_score.json", {"world": str(world), "sae": str(sae) if sae else None,
+                                                         **result})
+    return result, path
