@@ -310,7 +310,8 @@ def test_verbosity_is_accepted_after_the_command_and_pipes_get_no_progress_bars(
     assert conventions(["report", "--run", "r", "-v"], True) == ["-v", "report", "--run", "r"]
     assert conventions(["train", "-q", "--store", "s"], False) == ["-q", "train", "--no-progress", "--store", "s"]
     assert conventions(["train", "--progress"], False) == ["train", "--progress"]  # asked for: kept
-    assert conventions(["report", "--run", "r", "--", "-v"], False) == ["report", "--run", "r", "--", "-v"]
+    assert conventions(["report", "--run", "r", "--", "-v"], False) == ["report", "--no-progress", "--run", "r",
+                                                                         "--", "-v"]
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--run", "/nonexistent/run", "-q"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -266,30 +266,31 @@ MODEL_MISSING = ("--model is required (e.g. --model ViT-H-14 --pretrained laion2
                  "offline), or set model in the [embed] section of --config")
 
 
+def check_one_kind(images: Path | None, names: Path | None, builtin: str | None, rows: bool) -> None:
+    """Refuse a mix of image inputs (--images, --dataset) with each other or with text inputs (one store, one
+    space)."""
+    if names is not None or builtin is not None or (images is not None and rows):
+        raise NamesaeError("--images/--dataset embed image rows and --names/--builtin text rows; a store holds "
+                           "one space, so run embed twice with different --out")
+
+
 def run_embed(out: str | Path, config: Path | None = None, options: dict[str, Any] | None = None,
               names: Path | None = None, builtin: str | None = None, top: int | None = None,
               decade: int | None = None, sex: str | None = None, category: str | None = None,
-              images: Path | None = None, progress: bool = False, dataset: Path | None = None,
-              columns: dict[str, str | None] | None = None) -> EmbedResult:
+              images: Path | None = None, progress: bool = False,
+              rows: Sequence[ImageRow] | None = None) -> EmbedResult:
     """`namesae embed` without the command line: EmbedConfig from the [embed] section of `config` with the
     command-line `options` over it, every input checked before the encoder loads, then text rows (names from
-    `names` and/or a built-in list, in the config's templates), the image rows of folder `images` or those of a
-    local Hugging Face image dataset (`dataset`, its `columns`: image, name, prompt, seed) embedded."""
+    `names` and/or a built-in list, in the config's templates), the image rows of folder `images` or the given
+    image `rows` (e.g. a local Hugging Face dataset's, `namesae.datasets_io.dataset_rows`) embedded."""
     from namesae.config import config_from
     from namesae.names import builtin_names, load_names, resolve_templates
 
     cfg = config_from(EmbedConfig, "embed", config, options or {}, missing=MODEL_MISSING)
     # Check every input before loading a model (seconds to minutes).
-    if images is not None or dataset is not None:
-        if names is not None or builtin is not None or (images is not None and dataset is not None):
-            raise NamesaeError("--images/--dataset embed image rows and --names/--builtin text rows; a store holds "
-                               "one space, so run embed twice with different --out")
-        if dataset is not None:
-            from namesae.datasets_io import dataset_images_dir, dataset_rows
-
-            c = {"image": "image", "name": "name", "prompt": None, "seed": None, **(columns or {})}
-            rows = dataset_rows(dataset, dataset_images_dir(out), c["image"], c["name"], c["prompt"], c["seed"])
-        else:
+    if images is not None or rows is not None:
+        check_one_kind(images, names, builtin, rows is not None)
+        if rows is None:
             rows = image_rows(images)
     else:
         if names is None and builtin is None:
@@ -305,6 +306,6 @@ def run_embed(out: str | Path, config: Path | None = None, options: dict[str, An
 
     encoder = load_encoder(cfg.model, cfg.pretrained, device=cfg.device, dtype=cfg.dtype, normalize=cfg.normalize,
                            batch_size=cfg.batch_size, space_tag=cfg.space_tag)
-    if images is not None or dataset is not None:
+    if rows is not None:
         return embed_images(encoder, rows, out, cfg, progress=progress)
     return embed_texts(encoder, name_list, prompts, out, cfg, progress=progress)

@@ -54,14 +54,20 @@ def embed(
     chunk."""
     from namesae.embed import run_embed
 
+    rows = None
+    if dataset is not None:  # a local Hugging Face image dataset: its rows, checked before any model loads
+        from namesae.datasets_io import dataset_images_dir, dataset_rows
+        from namesae.embed import check_one_kind
+
+        check_one_kind(images, names, builtin, rows=True)
+        rows = dataset_rows(dataset, dataset_images_dir(out), image_column, name_column, prompt_column, seed_column)
+
     result = run_embed(out, config, {"model": model, "pretrained": pretrained, "space_tag": space_tag,
                                      "device": device, "dtype": dtype, "normalize": normalize,
                                      "batch_size": batch_size, "chunk_rows": chunk_rows, "store_dtype": store_dtype,
                                      "templates": tuple(templates) if templates else None},
                        names=names, builtin=builtin, top=top, decade=decade, sex=sex, category=category,
-                       images=images, progress=progress, dataset=dataset,
-                       columns={"image": image_column, "name": name_column, "prompt": prompt_column,
-                                "seed": seed_column})
+                       images=images, progress=progress, rows=rows)
     s = result.summary
     typer.echo(f"embed: {result.written} rows written, {result.skipped} already in the store; store has {s['rows']} "
                f"rows of {s['names']} names, dim {s['dim']}, space {s['space']}")
