@@ -241,3 +241,24 @@ def test_notebook_steer_keeps_the_error_term_and_zeroing_identity_features_moves
     assert cos(moved) > cos(x) + 0.05
     transfer = ns.steer(sae, x[:1], [ns.Transfer(1.0, ns.CodeRef("name", found.records[0].name))], store=paths.image)
     assert not torch.equal(transfer.embeddings, torch.as_tensor(x[:1]))
+
+
+def test_basis_and_search_files_round_trip_and_refuse_another_version_kind_or_missing_field(tmp_path):
+    from namesae.basis.result import BasisFile
+    from namesae.search.result import SearchFile
+
+    for owner, kind, data in ((BasisFile, "paint", {"target": "t", "vocab": "v", "k": 4, "prompt": "a photo",
+                                                    "terms": [{"term": "Ann", "weight": 0.5}]}),
+                              (SearchFile, "cancel", {"features": [3], "label": "x", "ranked": []})):
+        path = owner(kind, data).save(tmp_path / f"{kind}.json")
+        back = owner.load(path)
+        assert (back.kind, back.data) == (kind, data)
+        raw = json.loads(path.read_text())
+        for bad, field in (({**raw, "format_version": 2}, "format_version"), ({**raw, "kind": "nope"}, "kind"),
+                           ({k: v for k, v in raw.items() if k != "label" and k != "vocab"},
+                            "vocab" if owner is BasisFile else "label")):
+            path.write_text(json.dumps(bad))
+            with pytest.raises(NamesaeError) as err:
+                owner.load(path)
+            line = str(err.value)
+            assert "\n" not in line and str(path) in line and f"'{field}'" in line and "re-run" in line

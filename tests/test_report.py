@@ -89,11 +89,16 @@ def make_run(root: Path, n_names: int = 12) -> Path:
     (root / "world" / "truth.json").write_text(json.dumps({"names": [
         {"name": n, "dedicated": i % 3 == 0, "frequency": 10.0 ** (i % 5 + 1), "phase": 3}
         for i, n in enumerate(names)]}))
-    (root / "basis.json").write_text(json.dumps({"k": 4, "names": [
-        {"name": n, "prompt": f"a photo of {INJECTION} and Kieb", "reencoded_cosine": 0.9} for n in names[:3]]}))
-    (root / "search.json").write_text(json.dumps({"demo_sae": {"triggers": {"items": [
+    from namesae.basis.result import BasisFile
+    from namesae.search.result import SearchFile
+
+    BasisFile("world", {"k": 4, "names": [
+        {"name": n, "prompt": f"a photo of {INJECTION} and Kieb", "reencoded_cosine": 0.9} for n in names[:3]]}
+              ).save(root / "basis.json")
+    SearchFile("world", {"demo_sae": {"triggers": {"items": [
         {"trigger": INJECTION, "feature": 0, "found": True, "best": "a photo of x, charcoal"}]}},
-        "planted_dictionary": {"triggers": {"items": [{"trigger": "w", "feature": 0, "found": True}]}}}))
+        "planted_dictionary": {"triggers": {"items": [{"trigger": "w", "feature": 0, "found": True}]}}}
+               ).save(root / "search.json")
     img_dir = root / "world" / "images"
     img_dir.mkdir()
     rows, row_names, paths = [], [], []

@@ -488,7 +488,9 @@ def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, 
     from namesae.synth.score.search import score_search_on_world, search_rates
 
     basis = score_basis_on_world(world_dir, k=settings.demo.basis_k)
-    atomic_write_json(out / "basis.json", basis)
+    from namesae.basis.result import BasisFile
+
+    BasisFile("world", basis).save(out / "basis.json")
     card.add("basis.compositional_cosine", basis["compositional"]["reencoded_cosine"],
              what="re-encoded cosine of compositional names painted from other names' parts")
     card.add("basis.dedicated_cosine", basis["dedicated"]["reencoded_cosine"],
@@ -503,7 +505,9 @@ def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, 
     oracle = score_search_on_world(world_dir)
     through_sae = score_search_on_world(world_dir, codes=lambda x: encode(sae, x).numpy(),
                                         directions=sae.decoder_directions().numpy())
-    atomic_write_json(out / "search.json", {"planted_dictionary": oracle, "demo_sae": through_sae})
+    from namesae.search.result import SearchFile
+
+    SearchFile("world", {"planted_dictionary": oracle, "demo_sae": through_sae}).save(out / "search.json")
     for source, search, bound in (("search", oracle, 0.9), ("search.sae", through_sae, None)):
         rates, planted = search_rates(search), search["triggers"]["of"]
         card.add(f"{source}.trigger_rank1", rates["trigger_rank1"], at_least=bound,

@@ -31,8 +31,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from namesae.errors import NamesaeError
 
@@ -345,3 +346,37 @@ def read_json_input(path: str | Path, missing: str, error: type[NamesaeError] = 
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise error(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+
+
+@dataclass
+class KindedFile:
+    """A result file of one of several kinds owned by one package (basis: paint, pairs, axes, ...): its kind
+    and its fields. Subclasses set FORMAT ("basis"), VERSION, KINDS ({kind: required fields}) and COMMAND."""
+
+    kind: str
+    data: dict[str, Any]
+    FORMAT: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    KINDS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    COMMAND: ClassVar[str] = ""
+
+    def save(self, path: str | Path) -> Path:
+        """Write the file atomically: {"format_version", "namesae": FORMAT, "kind", ...fields}."""
+        if self.kind not in self.KINDS:
+            raise NamesaeError(f"{path}: unknown {self.FORMAT} kind {self.kind!r}; one of {sorted(self.KINDS)}")
+        return atomic_write_json(path, {"format_version": self.VERSION, "namesae": self.FORMAT, "kind": self.kind,
+                                        **self.data})
+
+    @classmethod
+    def load(cls, path: str | Path) -> KindedFile:
+        """Read a file `save` wrote; another format, version or kind, or a missing field, is one line."""
+        fix = f"re-run `{cls.COMMAND}` to rewrite it with this namesae"
+        data = require_format(read_json(path, f"run `{cls.COMMAND}` first", fix), path, cls.FORMAT, cls.VERSION, fix)
+        if data.get("namesae") != cls.FORMAT or data.get("kind") not in cls.KINDS:
+            raise NamesaeError(f"{path}: field 'kind' is {data.get('kind')!r} (namesae {data.get('namesae')!r}), "
+                               f"not a {cls.FORMAT} file of kind {' / '.join(sorted(cls.KINDS))}; {fix}")
+        missing = [f for f in cls.KINDS[data["kind"]] if f not in data]
+        if missing:
+            raise NamesaeError(f"{path}: field {missing[0]!r} is missing from this {cls.FORMAT} {data['kind']} "
+                               f"file; {fix}")
+        return cls(data["kind"], {k: v for k, v in data.items() if k not in ("format_version", "namesae", "kind")})

@@ -16,7 +16,8 @@ import numpy as np
 from namesae.basis.targets import TargetSpec, check_same_encoder
 from namesae.basis.vocabulary import Vocabulary
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.io import atomic_write_csv, atomic_write_json
+from namesae.basis.result import BasisFile
+from namesae.io import atomic_write_csv
 
 R = TypeVar("R")
 
@@ -100,7 +101,7 @@ def run_paint(text: TextSource, vocab: Path, target: TargetSpec, out: Path, k: i
     voc, encoder, embedding, what = _vocab_and_target(text, vocab, target)
     result = paint(embedding, voc, encoder, k=k, exclude=exclude, choose=choose)
     record = {"target": what, "vocab": str(vocab), "k": k, "exclude": list(exclude), **result.to_dict()}
-    paths = [atomic_write_json(out / "paint.json", record),
+    paths = [BasisFile("paint", record).save(out / "paint.json"),
              atomic_write_csv(out / "paint.csv", [vars(s) for s in result.path],
                               ["n_terms", "prompt", "cosine", "reencoded_cosine", "reencoded_centered_cosine"])]
     return BasisRun(result, record, paths, what)
@@ -115,7 +116,7 @@ def run_pairs(text: TextSource, vocab: Path, target: TargetSpec, out: Path, top:
     voc, encoder, embedding, what = _vocab_and_target(text, vocab, target)
     result = best_pairs(embedding, voc, encoder, top=top, reencode=reencode, exclude=exclude)
     record = {"target": what, "vocab": str(vocab), **result.to_dict()}
-    paths = [atomic_write_json(out / "pairs.json", record),
+    paths = [BasisFile("pairs", record).save(out / "pairs.json"),
              atomic_write_csv(out / "pairs.csv", [vars(p) for p in result.pairs],
                               ["first", "last", "prompt", "predicted_centered_cosine", "reencoded_cosine",
                                "reencoded_centered_cosine"])]
@@ -166,6 +167,6 @@ def run_axes(store: Path, out: Path, names: Path | None = None, kind: str | None
     rows = [{"name": n, **{f"axis_{i}": float(c) for i, c in enumerate(result.coords[j])}}
             for j, n in enumerate(wanted)]
     record = {**record, "coordinates": rows}
-    paths = [atomic_write_json(out / "axes.json", record),
+    paths = [BasisFile("axes", record).save(out / "axes.json"),
              atomic_write_csv(out / "axes.csv", rows, ["name", *[f"axis_{i}" for i in range(len(result.axes))]])]
     return BasisRun(result, record, paths)

@@ -119,14 +119,15 @@ def _groups_file(path: Path) -> dict[str, Any]:
     return {"names": {str(one.get("name") or one.get("row_name") or "?"): one}}
 
 
-def _merged(manifest: RunManifest, prefix: str, default: Path) -> dict[str, Any]:
-    """The JSON of every artefact `prefix` / `prefix.*` (e.g. basis.paint, basis.pairs) merged into one object."""
-    found = manifest.with_prefix(prefix)
+def _merged(manifest: RunManifest, prefix: str, default: Path, owner: Any) -> dict[str, Any]:
+    """Every artefact `prefix` / `prefix.*` (e.g. basis.paint, basis.pairs), read by its owner (BasisFile,
+    SearchFile), merged into one object."""
+    found = {k: a.path for k, a in manifest.with_prefix(prefix).items() if a.path.is_file()}
     if not found:
-        return _read_json(default, (dict,)) or {}
+        return owner.load(default).data if default.is_file() else {}
     if list(found) == [prefix]:
-        return _read_json(found[prefix].path, (dict,)) or {}
-    return {key: _read_json(a.path) for key, a in sorted(found.items()) if a.path.is_file()}
+        return owner.load(found[prefix]).data
+    return {key: owner.load(path).data for key, path in sorted(found.items())}
 
 
 def feature_id(item: Any) -> int | None:
@@ -138,14 +139,6 @@ def feature_id(item: Any) -> int | None:
             if isinstance(item.get(key), (int, np.integer)):
                 return int(item[key])
     return None
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "—" if value is None else ("yes" if value else "no")
-    if isinstance(value, float):
-        return "—" if not np.isfinite(value) else f"{value:.4g}"
-    return str(value)
 
 
 def _environment():
@@ -191,8 +184,11 @@ class _Run:
             from namesae.emergence.result import EmergenceResult
 
             self.emergence = EmergenceResult.load(self.paths["emergence"])
-        self.basis = _merged(manifest, "basis", self.paths["basis"])
-        self.search = _merged(manifest, "search", self.paths["search"])
+        from namesae.basis.result import BasisFile
+        from namesae.search.result import SearchFile
+
+        self.basis = _merged(manifest, "basis", self.paths["basis"], BasisFile)
+        self.search = _merged(manifest, "search", self.paths["search"], SearchFile)
         self.icons = IconIndex.load(self.paths["icons"].parent) if self.paths["icons"].is_file() else None
         self.row_images = RowImages.load(self.paths["row_images"]) if self.paths["row_images"].is_file() else None
         self.steer = [_loaded(a.path, "namesae.steer.record", "SteerRecord", {}) | {"_dir": str(a.path.parent)}
@@ -547,7 +543,7 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
             rows.extend(_flatten(value, f"{prefix}{key}."))
     elif isinstance(data, list):
         more = f", … ({len(data)} in all)" if len(data) > 12 else ""
-        rows.append((prefix.rstrip("."), ", ".join(_fmt(v) for v in data[:12]) + more))
+        rows.append((prefix.rstrip("."), ", ".join(pages.rounded(v) for v in data[:12]) + more))
     else:
         rows.append((prefix.rstrip("."), data))
     return rows

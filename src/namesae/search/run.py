@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.io import atomic_write_csv, atomic_write_json
+from namesae.io import atomic_write_csv
+from namesae.search.result import SearchFile
 from namesae.search.cancel import AntiPatternSearch
 from namesae.search.contrast import Contrast
 from namesae.search.prompts import RankedPrompt, TokenSearch
@@ -103,7 +104,7 @@ def search_tokens(tokens: Path | None, encoder: Any) -> list[str]:
 def run_drive(text: TextSource, features: FeatureSource, feature_ids: str, out: Path, names: Path | None = None,
               templates: Sequence[str] = (), phrases: Path | None = None, tokens: Path | None = None,
               top: int = 20, improve: int = 1, steps: int = 3, beam: int = 1, ops: Sequence[str] = (),
-              batch: int = 1024) -> SearchRun:
+              batch: int = 1024) -> DriveRun:
     """What drives a feature: every corpus prompt (names x templates, phrases) ranked by its activation, the best
     `improve` improved by token search; writes drive.json and ranking.csv into `out`."""
     from namesae.names import load_names, read_lines, resolve_templates
@@ -128,14 +129,14 @@ def run_drive(text: TextSource, features: FeatureSource, feature_ids: str, out: 
     record = {"features": list(target.features), "label": target.label, "n_corpus": len(corpus),
               "n_tokens": len(words), "ranked": [vars(r) for r in ranked[:top]],
               "searches": [s.to_dict() for s in searches]}
-    paths = [atomic_write_json(out / "drive.json", record),
+    paths = [SearchFile("drive", record).save(out / "drive.json"),
              atomic_write_csv(out / "ranking.csv", [vars(r) for r in ranked], ["prompt", "activation"])]
     return DriveRun(target, ranked, searches, len(corpus), paths)
 
 
 def run_cancel(text: TextSource, features: FeatureSource, feature_ids: str, prompt: str, out: Path,
                tokens: Path | None = None, steps: int = 1, positions: str = "end", min_rest_cosine: float = 0.9,
-               top: int = 10) -> SearchRun:
+               top: int = 10) -> CancelRun:
     """Additions to `prompt` that suppress the features while keeping the rest of the embedding close; writes
     cancel.json and cancel.csv into `out`."""
     from namesae.search.cancel import find_cancellers
@@ -145,8 +146,8 @@ def run_cancel(text: TextSource, features: FeatureSource, feature_ids: str, prom
     result = find_cancellers(prompt, search_tokens(tokens, encoder), encoder, target, steps=steps,
                              positions=positions, min_rest_cosine=min_rest_cosine, top=top)
     fields = ["addition", "prompt", "activation", "drop", "drop_fraction", "cosine", "rest_cosine"]
-    paths = [atomic_write_json(out / "cancel.json", {"features": list(target.features), "label": target.label,
-                                                     **result.to_dict()}),
+    paths = [SearchFile("cancel", {"features": list(target.features), "label": target.label,
+                                   **result.to_dict()}).save(out / "cancel.json"),
              atomic_write_csv(out / "cancel.csv", [vars(a) for a in result.ranked], fields)]
     return CancelRun(target, result, paths)
 
@@ -160,7 +161,7 @@ def _describe(names: Sequence[str] | None, kind: str | None, prompt: str | None)
 def run_contrast(features: FeatureSource, store: Path, out: Path, a_name: Sequence[str] | None = None,
                  a_kind: str | None = None, a_prompt: str | None = None, b_name: Sequence[str] | None = None,
                  b_kind: str | None = None, b_prompt: str | None = None, top: int = 50, n_boot: int = 1000,
-                 ci: float = 0.95, seed: int = 0) -> SearchRun:
+                 ci: float = 0.95, seed: int = 0) -> ContrastRun:
     """Features ranked by effect size (Cohen's d, bootstrap CI) between two row sets of `store`; writes
     contrast.json and contrast.csv into `out`."""
     from namesae.devices import resolve_device
@@ -185,6 +186,6 @@ def run_contrast(features: FeatureSource, store: Path, out: Path, a_name: Sequen
     rows = [{**vars(r), **({"label": labels[r.feature]} if labels else {})} for r in result.rows]
     fields = ["feature", *(["label"] if labels else []), "mean_a", "mean_b", "diff", "cohen_d", "ci_low", "ci_high",
               "active_a", "active_b"]
-    paths = [atomic_write_json(out / "contrast.json", {"store": str(store), **result.to_dict(), "rows": rows}),
+    paths = [SearchFile("contrast", {"store": str(store), **result.to_dict(), "rows": rows}).save(out / "contrast.json"),
              atomic_write_csv(out / "contrast.csv", rows, fields)]
     return ContrastRun(result, (desc[0], desc[1]), rows, bool(labels), paths)

@@ -90,8 +90,8 @@ def run_basis_score(world: Any, out: Path, k: int = 4, target: str = "text",
     """`namesae basis score`: `score_basis_on_world`, written as out/basis_score.json; `device` is checked and
     accepted so one --device fits every command (the toy encoder and the fits run on the CPU)."""
     from namesae.devices import resolve_device
-    from namesae.io import atomic_write_json
+    from namesae.basis.result import BasisFile
 
     resolve_device(device)
     result = score_basis_on_world(world, k=k, target=target)
-    return result, atomic_write_json(out / "basis_score.json", {"world": str(world), **result})
+    return result, BasisFile("score", {"world": str(world), **result}).save(out / "basis_score.json")

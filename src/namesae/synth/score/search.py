@@ -165,7 +165,7 @@ def run_search_score(world: Any, out: Path, sae: Path | None = None, steps: int 
     """`namesae search score`: `score_search_on_world` through SAE `sae` (default: the planted directions),
     written as out/search_score.json."""
     from namesae.devices import resolve_device
-    from namesae.io import atomic_write_json
+    from namesae.search.result import SearchFile
 
     device = resolve_device(device)
     codes = directions = None
@@ -175,6 +175,6 @@ def run_search_score(world: Any, out: Path, sae: Path | None = None, steps: int 
         model = load_sae(sae, device=device)
         codes, directions = (lambda x: encode(model, x)), model.decoder_directions()
     result = score_search_on_world(world, codes=codes, directions=directions, steps=steps)
-    path = atomic_write_json(out / "search_score.json", {"world": str(world), "sae": str(sae) if sae else None,
-                                                         **result})
+    path = SearchFile("score", {"world": str(world), "sae": str(sae) if sae else None,
+                                **result}).save(out / "search_score.json")
     return result, path
