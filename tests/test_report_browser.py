@@ -89,6 +89,9 @@ def test_the_glossary_resolves_and_every_page_is_styled(browser, demo_site):
     assert page.url.endswith("glossary.html") and page.locator("h1").inner_text() == "Glossary"
     for term in ("dedication", "tau_p", "tau_r", "absorption", "icon", "label_margin"):
         assert page.locator(f"dt#{term}").count() == 1, term
+    every = sorted(site.rglob("*.html"))
+    unlinked = [p for p in every if f'href="{"." if p.parent == site else ".."}/style.css"' not in p.read_text()]
+    assert every and unlinked == []  # every page links the one stylesheet; a sample is checked in the browser
     pages = [site / "index.html", site / "glossary.html", *sorted(site.glob("names/*.html"))[:5],
              *sorted(site.glob("features/*.html"))[:5]]
     for path in pages:
