@@ -8,7 +8,8 @@ Steps (each writes into the run folder, default `runs/demo`):
   5. emergence/   `namesae emergence` over the world's progression (one small SAE per checkpoint)
   6. steer/       zero each found identity's features: does the name move toward its parts? (+ tiny decoder images)
   7. basis/search scores with the world's toy text encoder
-  8. report/      `namesae report`
+  8. icons/, row_images/   `namesae icons` with the tiny decoder (+ the decoded rows embedded by a tiny DINOv2)
+  9. report/      `namesae report`
 Every score is computed from the outputs of these steps and compared with truth.json only at scoring time.
 The scorecard (`scorecard.json`) is a list of lines with stable keys, documented in the README.
 """
