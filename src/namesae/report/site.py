@@ -16,7 +16,6 @@ are followed only inside the store's folder (after resolving `..` and symlinks);
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from namesae.errors import NamesaeError
-from namesae.io import CHECKSUM_KEY, atomic_dir, atomic_write_json, check_sealed
+from namesae.io import atomic_dir, atomic_write_json, read_json
 from namesae.report import pages, plots
 from namesae.report.glossary import GLOSSARY, define
 from namesae.report.pictures import group_label
@@ -55,6 +54,7 @@ DEFAULT_ARTEFACTS = {
     "row_images": "row_images/row_images.json",
 }
 REPORT_MARKER = ".namesae-report"
+_FIX = "re-run the step that wrote it"
 # The phase colours and labels of namesae.emergence.plots (kept in step by tests/test_house.py; not imported from
 # there because namesae.emergence loads torch).
 PHASE_COLOURS = {0: "#d9d9d9", 1: "#9ecae1", 2: "#fdd0a2", 3: "#74c476", 4: "#de2d26"}
@@ -75,25 +75,6 @@ class ReportResult:
     plots: list[str]
 
 
-def _read_json(path: Path | None, kinds: tuple[type, ...] = (dict, list)) -> Any:
-    """A result file's JSON (None when absent), refused with one line when unreadable or of the wrong shape."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise NamesaeError(f"{path}: invalid JSON ({err}); re-run the step that wrote it") from None
-    except OSError as err:
-        raise NamesaeError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
-    if not isinstance(data, kinds):
-        want = " or ".join("an object" if k is dict else "a list" for k in kinds)
-        raise NamesaeError(f"{path}: top level must be {want}, got {type(data).__name__}; "
-                           "re-run the step that wrote it")
-    if isinstance(data, dict) and CHECKSUM_KEY in data:  # identity.json, features.json: sealed by their writer
-        check_sealed(data, path, "re-run the step that wrote it")
-    return data
-
-
 def _loaded(path: Path, module: str, name: str, missing: Any) -> Any:
     """A result file read by its owner's loader (`missing` when the file is absent); as a dict for the pages
     when the result type has `to_dict` and the caller asked for a dict (missing == {})."""
@@ -112,8 +93,8 @@ def _groups_file(path: Path) -> dict[str, Any]:
         return {}
     from namesae.groups.result import EmbeddingGroups, GroupsResult
 
-    data = _read_json(path, (dict,))
-    if "names" in data:
+    data = read_json(path, "run `namesae groups --out` or `namesae demo`", _FIX)
+    if isinstance(data, dict) and "names" in data:
         return GroupsResult.load(path).to_dict()
     one = EmbeddingGroups.load(path).to_dict()
     return {"names": {str(one.get("name") or one.get("row_name") or "?"): one}}
@@ -193,7 +174,7 @@ class _Run:
         self.row_images = RowImages.load(self.paths["row_images"]) if self.paths["row_images"].is_file() else None
         self.steer = [_loaded(a.path, "namesae.steer.record", "SteerRecord", {}) | {"_dir": str(a.path.parent)}
                       for _, a in sorted(manifest.with_prefix("steer").items()) if a.path.is_file()]
-        truth = _read_json(self.paths["truth"]) or {}
+        truth = read_json(self.paths["truth"], "", _FIX) if self.paths["truth"].is_file() else {}
         self.truth = {str(r["name"]): r for r in truth.get("names", []) if isinstance(r, dict) and "name" in r} \
             if isinstance(truth, dict) else {}
         if not self.identity and not self.features and self.scorecard is None:
