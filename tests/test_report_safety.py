@@ -134,3 +134,19 @@ def test_hostile_image_paths_never_leave_the_store_folder(tmp_path, monkeypatch,
             target = (page.parent / link).resolve()
             assert target.is_relative_to(site.resolve()) or target.is_relative_to(root), (page, link)
     assert any("outside the store's folder" in r.getMessage() for r in caplog.records)
+
+
+def test_icon_and_row_image_paths_never_leave_their_folder(tmp_path):
+    from namesae.steer.icons import IconIndex, RowImages
+
+    (tmp_path / "icons").mkdir()
+    (tmp_path / "secret.png").write_bytes(b"not yours")
+    (tmp_path / "icons" / "f1.png").write_bytes(b"png")
+    index = IconIndex(tmp_path / "icons", {}, {}, {1: {"file": "f1.png"}, 2: {"file": "../secret.png"},
+                                                    3: {"file": "/etc/passwd"}}, {"g": {"file": "../secret.png"}})
+    index.save()
+    back = IconIndex.load(tmp_path / "icons")
+    assert back.feature_file(1) == (tmp_path / "icons" / "f1.png").resolve()
+    assert back.feature_file(2) is None and back.feature_file(3) is None and back.group_file("g") is None
+    rows = RowImages(tmp_path / "icons", "s.h5", {}, {0: {"file": "../secret.png"}, 1: {"file": "f1.png"}})
+    assert rows.file(0) is None and rows.file(1) is not None

@@ -370,7 +370,7 @@ class KindedFile:
     @classmethod
     def load(cls, path: str | Path) -> KindedFile:
         """Read a file `save` wrote; another format, version or kind, or a missing field, is one line."""
-        fix = f"re-run `{cls.COMMAND}` to rewrite it with this namesae"
+        fix = f"re-run `{cls.COMMAND}` to rewrite it"
         data = require_format(read_json(path, f"run `{cls.COMMAND}` first", fix), path, cls.FORMAT, cls.VERSION, fix)
         if data.get("namesae") != cls.FORMAT or data.get("kind") not in cls.KINDS:
             raise NamesaeError(f"{path}: field 'kind' is {data.get('kind')!r} (namesae {data.get('namesae')!r}), "
@@ -380,3 +380,16 @@ class KindedFile:
             raise NamesaeError(f"{path}: field {missing[0]!r} is missing from this {cls.FORMAT} {data['kind']} "
                                f"file; {fix}")
         return cls(data["kind"], {k: v for k, v in data.items() if k not in ("format_version", "namesae", "kind")})
+
+
+def confined_file(root: str | Path, relative: str) -> tuple[Path | None, bool]:
+    """(the file `relative` names inside folder `root`, or None; whether it leads outside `root`). Resolved
+    first, so `..`, absolute paths and symlinks out of `root` all count as outside."""
+    root = Path(root).resolve()
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        return None, True
+    if not path.is_relative_to(root):
+        return None, True
+    return (path if path.is_file() else None), False

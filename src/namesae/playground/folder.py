@@ -138,12 +138,8 @@ def read_icons(path: Path | None) -> Icons:
         return Icons()
     from namesae.steer.icons import IconIndex
 
-    index = IconIndex.load(path.parent)
+    index = IconIndex.load(path.parent)  # files absent or outside the icon folder come back as None
     features = {f: index.feature_file(f) for f in index.features}
     groups = {g: index.group_file(g) for g in index.groups}
-    inside = path.parent.resolve()
-
-    def present(files: dict) -> dict:  # only files that exist inside the icon folder
-        return {k: v for k, v in files.items() if v is not None and v.is_file() and inside in v.resolve().parents}
-
-    return Icons(present(features), present(groups))
+    return Icons({k: v for k, v in features.items() if v is not None},
+                 {k: v for k, v in groups.items() if v is not None})

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from namesae.errors import NamesaeError
-from namesae.io import atomic_dir, atomic_write_json, read_json
+from namesae.io import atomic_dir, atomic_write_json, confined_file, read_json
 from namesae.report import pages, plots
 from namesae.report.glossary import GLOSSARY, define
 from namesae.report.pictures import group_label
@@ -209,18 +209,6 @@ def entries_with(data: Any, key: str, value: Any, where: str = "") -> list[tuple
     return found
 
 
-def confined_image(root: Path, relative: str) -> tuple[Path | None, bool]:
-    """(the file `relative` names inside folder `root`, or None; whether it leads outside `root`). Resolved
-    first, so `..`, absolute paths and symlinks out of `root` all count as outside."""
-    try:
-        path = (root / relative).resolve()
-    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
-        return None, True
-    if not path.is_relative_to(root):
-        return None, True
-    return (path if path.is_file() else None), False
-
-
 def _image_rows(store_path: Path, rendered: RowImages | None = None
                 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], dict[int, dict[str, Any]]]:
     """Images per name (captioned: row, path, prompt, seed), each name's medoid image, and every row's image.
@@ -248,11 +236,11 @@ def _image_rows(store_path: Path, rendered: RowImages | None = None
                 r = int(r)
                 path = None
                 if images is not None and images[r]:
-                    path, leaves = confined_image(root, str(images[r]))
+                    path, leaves = confined_file(root, str(images[r]))
                     if leaves:
                         outside.append(str(images[r]))
-                if path is None and rendered is not None and rendered.file(r) is not None:
-                    path = rendered.file(r) if rendered.file(r).is_file() else None
+                if path is None and rendered is not None:
+                    path = rendered.file(r)  # None when absent or outside its folder
                 if path is not None:
                     found[r] = path
                     by_row[r] = {"row": r, "path": str(path), "name": name, "prompt": str(prompts[r]),

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from namesae.errors import ConfigError
-from namesae.io import atomic_write_json, require_format
+from namesae.io import atomic_write_json, confined_file, require_format
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,14 @@ class IconIndex:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> {"file", "key", "features"}
 
     def feature_file(self, feature: int) -> Path | None:
-        """The icon file of a feature, or None."""
+        """The icon file of a feature, or None (also when its path leads outside the icon folder)."""
         entry = self.features.get(int(feature))
-        return self.folder / entry["file"] if entry else None
+        return confined_file(self.folder, entry["file"])[0] if entry else None
 
     def group_file(self, label: str) -> Path | None:
-        """The icon file of a group, or None."""
+        """The icon file of a group, or None (also when its path leads outside the icon folder)."""
         entry = self.groups.get(label)
-        return self.folder / entry["file"] if entry else None
+        return confined_file(self.folder, entry["file"])[0] if entry else None
 
     def save(self) -> Path:
         """Write icons.json in the icon folder."""
@@ -235,9 +235,9 @@ class RowImages:
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> {"file", "seed", "name", "prompt"}
 
     def file(self, row: int) -> Path | None:
-        """The image file of a row, or None."""
+        """The image file of a row, or None (also when its path leads outside the folder)."""
         entry = self.rows.get(int(row))
-        return self.folder / entry["file"] if entry else None
+        return confined_file(self.folder, entry["file"])[0] if entry else None
 
     def save(self) -> Path:
         """Write row_images.json in the folder."""
