@@ -144,21 +144,27 @@ def _load_raw(path: Path) -> dict[str, Any]:
     return data
 
 
-def record_artefact(output: str | Path, key: str, *, run: str | Path | None = None,
-                    inputs: Mapping[str, str | Path | None] | None = None, command: str | None = None) -> Path:
-    """Record in the run folder's run.json that `output` is the run's artefact `key`; returns run.json's path."""
-    folder = run_folder_for(output, run)
+def _update(folder: Path, change: Any) -> Path:
+    """Apply `change(data)` to the folder's run.json (created when absent) under its lock, written atomically."""
     with _locked(folder):
         path = folder / RUN_FILE
         data = _load_raw(path) if path.is_file() else {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION,
                                                       "artefacts": {}}
-        entry: dict[str, Any] = {"path": _relative(Path(output), folder),
-                                 "command": command if command is not None else command_line(),
-                                 "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        if inputs:
-            entry["inputs"] = {k: _relative(Path(v), folder) for k, v in inputs.items() if v is not None}
-        data["artefacts"][key] = entry
+        change(data)
         atomic_write_json(path, data)
+    return path
+
+
+def record_artefact(output: str | Path, key: str, *, run: str | Path | None = None,
+                    inputs: Mapping[str, str | Path | None] | None = None, command: str | None = None) -> Path:
+    """Record in the run folder's run.json that `output` is the run's artefact `key`; returns run.json's path."""
+    folder = run_folder_for(output, run)
+    entry: dict[str, Any] = {"path": _relative(Path(output), folder),
+                             "command": command if command is not None else command_line(),
+                             "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if inputs:
+        entry["inputs"] = {k: _relative(Path(v), folder) for k, v in inputs.items() if v is not None}
+    path = _update(folder, lambda data: data["artefacts"].__setitem__(key, entry))
     log.debug("run.json %s: %s -> %s", path, key, entry["path"])
     return path
 
@@ -166,15 +172,9 @@ def record_artefact(output: str | Path, key: str, *, run: str | Path | None = No
 def record_decoder(folder: str | Path, pipeline: str, model: str | None) -> Path:
     """Record the decoder a run's images come from (for icons and the playground)."""
     folder = Path(folder)
-    with _locked(folder):
-        path = folder / RUN_FILE
-        data = _load_raw(path) if path.is_file() else {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION,
-                                                      "artefacts": {}}
-        if model is not None and model.startswith("tiny:"):
-            model = "tiny:" + _relative(Path(model[5:]), folder)
-        data["decoder"] = {"pipeline": pipeline, "model": model}
-        atomic_write_json(path, data)
-    return path
+    if model is not None and model.startswith("tiny:"):
+        model = "tiny:" + _relative(Path(model[5:]), folder)
+    return _update(folder, lambda data: data.__setitem__("decoder", {"pipeline": pipeline, "model": model}))
 
 
 def _resolve(folder: Path, value: str) -> Path:

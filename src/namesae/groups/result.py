@@ -218,3 +218,15 @@ class EmbeddingGroups(_GroupsFile):
         return cls(grouping, config, data["n_rows"], data["row"], data["name"], data["row_name"],
                    data["prompt"], data["kind"], data["stability"],
                    None if data["row_k"] is None else list(data["row_k"]), data["sae"], data["store"])
+
+
+def groupings_of(path: str | Path) -> dict[str, Grouping]:
+    """The groupings a groups.json holds, by name, whichever layout it has: every name of a `GroupsResult`, or
+    the one name (or row name) of an `EmbeddingGroups`."""
+    from namesae.io import read_json
+
+    data = read_json(path, "run `namesae groups --out` or `namesae demo`", _FIX)
+    if isinstance(data, dict) and "names" in data:
+        return {name: rec.grouping for name, rec in GroupsResult.load(path).names.items()}
+    one = EmbeddingGroups.load(path)
+    return {str(one.name or one.row_name or f"row {one.row}"): one.grouping}

@@ -113,23 +113,17 @@ def feature_labels(path: Path | None) -> dict[int, str]:
 
 
 def name_groups_of(path: Path | None) -> tuple[dict[str, list[FeatureGroup]], dict[str, Any] | None]:
-    """(groups of each name, the grouping config) from the demo's groups.json ({} and None without it)."""
+    """(groups of each name, the grouping config) from groups.json, either layout ({} and None without it)."""
     if path is None:
         return {}, None
-    from namesae.config import config_to_dict
-    from namesae.groups.result import GroupsResult
+    from namesae.groups.result import groupings_of
     from namesae.report.pictures import group_label
 
-    data = read_json(path, "run `namesae demo` first", "run `namesae demo` again to rewrite it")
-    if isinstance(data, dict) and "names" not in data:
-        log.warning("%s: one embedding's groups (`namesae groups --out`), not a run's; groups are computed live",
-                    path)
-        return {}, data.get("config") if isinstance(data.get("config"), dict) else None
-    result = GroupsResult.load(path)
+    config = read_json(path, "run `namesae demo` first", "run `namesae demo` again to rewrite it").get("config")
     out = {name: [FeatureGroup(g.label or group_label(name, i + 1), tuple(int(j) for j in g.features),
-                               g.mass_share, "groups.json") for i, g in enumerate(rec.grouping.groups)]
-           for name, rec in result.names.items()}
-    return out, config_to_dict(result.config)
+                               g.mass_share, "groups.json") for i, g in enumerate(grouping.groups)]
+           for name, grouping in groupings_of(path).items()}
+    return out, config if isinstance(config, dict) else None
 
 
 def read_icons(path: Path | None) -> Icons:

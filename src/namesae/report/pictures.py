@@ -14,8 +14,8 @@ so a second run draws nothing.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,49 +33,31 @@ class RunPictures:
     icons: Any  # IconIndex
     row_images: Any | None  # RowImages, or None when the store has images of its own
     seconds: float
-    drawn_icons: int
-
-
-def _json(path: Path | None) -> Any:
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise NamesaeError(f"{path}: unreadable ({err}); re-run the step that wrote it") from None
 
 
 def _path(run_dir: Path, manifest: Any, key: str, default: str) -> Path:
     return manifest.path(key) or run_dir / default
 
 
-def pick_features(features: list[dict], identity: list[dict], n: int) -> list[int]:
-    """Identity features first (in name order), then features by how often they fire; dead ones never."""
-    alive = {int(f["feature"]): int(f.get("fire_count") or 0) for f in features
-             if isinstance(f, dict) and isinstance(f.get("feature"), int) and (f.get("fire_count") or 0) > 0}
+def pick_features(features: Sequence[Any], identity: Sequence[Any], n: int) -> list[int]:
+    """Identity features first (in name order), then features by how often they fire; dead ones never.
+
+    features: `FeatureRecord`s (features.json); identity: `IdentityRecord`s (identity.json)."""
+    alive = {f.feature: f.fire_count for f in features if f.fire_count > 0}
     chosen: list[int] = []
     for rec in identity:
-        for item in rec.get("identity_features") or []:
-            fid = item.get("feature") if isinstance(item, dict) else item
-            if isinstance(fid, int) and fid not in chosen and (not alive or fid in alive):
-                chosen.append(fid)
-    for fid, _ in sorted(alive.items(), key=lambda kv: (-kv[1], kv[0])):
-        if fid not in chosen:
-            chosen.append(fid)
+        chosen.extend(f for f in rec.identity_features if f not in chosen and (not alive or f in alive))
+    chosen.extend(f for f, _ in sorted(alive.items(), key=lambda kv: (-kv[1], kv[0])) if f not in chosen)
     return chosen[:n]
 
 
-def name_group_sets(groups: Any, n: int) -> dict[str, list[int]]:
-    """The first n (name, group) feature sets of groups.json, labelled "NAME · group I"."""
+def name_group_sets(groupings: Mapping[str, Any], n: int) -> dict[str, list[int]]:
+    """The first n (name, group) feature sets of a run's groupings (`groupings_of`), labelled "NAME · group I"."""
     out: dict[str, list[int]] = {}
-    names = groups.get("names") if isinstance(groups, dict) and isinstance(groups.get("names"), dict) else {}
-    if isinstance(groups, dict) and isinstance(groups.get("groups"), list) and isinstance(groups.get("name"), str):
-        names = {groups["name"]: groups}
-    for name, entry in sorted(names.items()):
-        for i, g in enumerate((entry or {}).get("groups") or [], 1):
-            feats = [int(f) for f in g.get("features") or [] if isinstance(f, int)] if isinstance(g, dict) else []
-            if feats and len(out) < n:
-                out[group_label(name, i)] = feats
+    for name, grouping in sorted(groupings.items()):
+        for i, g in enumerate(grouping.groups, 1):
+            if g.features and len(out) < n:
+                out[group_label(name, i)] = [int(f) for f in g.features]
     return out
 
 
@@ -111,6 +93,9 @@ def draw_run_pictures(run_dir: str | Path, *, pipeline: str | None = None, model
 
     import torch
 
+    from namesae.features.result import FeaturesResult
+    from namesae.groups.result import groupings_of
+    from namesae.identity.result import IdentityResult
     from namesae.sae import load_sae
     from namesae.steer.icons import IconRecipe, render_icons, render_rows
     from namesae.store import EmbeddingStore
@@ -124,16 +109,17 @@ def draw_run_pictures(run_dir: str | Path, *, pipeline: str | None = None, model
     if not sae_dir.is_dir():
         raise NamesaeError(f"{run_dir}: no SAE at {sae_dir}; run `namesae train` (or `namesae demo`) first")
     sae = load_sae(sae_dir, device=device)
-    features_doc = _json(_path(run_dir, manifest, "features", "features.json")) or {}
-    identity_doc = _json(_path(run_dir, manifest, "identity", "identity.json")) or {}
-    features = features_doc.get("features", []) if isinstance(features_doc, dict) else features_doc
-    identity = identity_doc.get("names", []) if isinstance(identity_doc, dict) else identity_doc
-    if not features:
+    features_path = _path(run_dir, manifest, "features", "features.json")
+    if not features_path.is_file():
         raise NamesaeError(f"{run_dir}: no features.json; run `namesae features` (or `namesae identity "
-                           "--features`) first, so icons know which features fire")
+                           "--write-features`) first, so icons know which features fire")
+    features = FeaturesResult.load(features_path).features
+    identity_path = _path(run_dir, manifest, "identity", "identity.json")
+    identity = IdentityResult.load(identity_path).records if identity_path.is_file() else []
     chosen = pick_features(features, identity, icons)
-    sets = name_group_sets(_json(_path(run_dir, manifest, "groups", "groups.json")), group_icons)
-    acts = {int(f["feature"]): f.get("max_activation") for f in features if isinstance(f.get("feature"), int)}
+    groups_path = _path(run_dir, manifest, "groups", "groups.json")
+    sets = name_group_sets(groupings_of(groups_path) if groups_path.is_file() else {}, group_icons)
+    acts = {f.feature: f.max_activation for f in features}
     store_path = _path(run_dir, manifest, "image_store", "world/image.h5")
     if decoder is None:
         decoder, pipeline, model = load_run_decoder(run_dir, pipeline, model, sae.space, sae.d_in, device)
@@ -150,10 +136,9 @@ def draw_run_pictures(run_dir: str | Path, *, pipeline: str | None = None, model
         has_files = store.images is not None and any(bool(p) for p in store.images[image_rows[:64]])
         if not has_files and (rows_per_feature or rows_per_name):
             rows: set[int] = set()
-            by_id = {int(f["feature"]): f for f in features if isinstance(f.get("feature"), int)}
+            by_id = {f.feature: f for f in features}
             for fid in chosen:
-                rows.update(int(r["row"]) for r in (by_id.get(fid, {}).get("top_rows") or [])[:rows_per_feature]
-                            if isinstance(r, dict) and isinstance(r.get("row"), int) and 0 <= r["row"] < len(store))
+                rows.update(t.row for t in by_id[fid].top_rows[:rows_per_feature] if 0 <= t.row < len(store))
             if rows_per_name:
                 for name_rows in store.name_index().values():
                     kinds = store.kinds[name_rows]
@@ -164,8 +149,7 @@ def draw_run_pictures(run_dir: str | Path, *, pipeline: str | None = None, model
     if rows_drawn is not None:
         record_artefact(run_dir / "row_images" / "row_images.json", "row_images", run=run_dir,
                         inputs={"store": store_path})
-    drawn = sum(1 for _ in index.features)  # every indexed icon exists now
-    return RunPictures(index, rows_drawn, time.perf_counter() - start, drawn)
+    return RunPictures(index, rows_drawn, time.perf_counter() - start)
 
 
 def embed_rendered_rows(run_dir: str | Path, model: str = "tiny", device: str = "cpu") -> Path:

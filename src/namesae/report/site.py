@@ -87,17 +87,12 @@ def _loaded(path: Path, module: str, name: str, missing: Any) -> Any:
 
 
 def _groups_file(path: Path) -> dict[str, Any]:
-    """groups.json as {"names": {name: {"groups": [...]}}}: a run's name groups (GroupsResult) or one name's
-    groups as `namesae groups --out` writes them (EmbeddingGroups)."""
+    """groups.json (either layout, read by its owner) as {"names": {name: {"groups": [...]}}} for the pages."""
     if not path.is_file():
         return {}
-    from namesae.groups.result import EmbeddingGroups, GroupsResult
+    from namesae.groups.result import groupings_of
 
-    data = read_json(path, "run `namesae groups --out` or `namesae demo`", _FIX)
-    if isinstance(data, dict) and "names" in data:
-        return GroupsResult.load(path).to_dict()
-    one = EmbeddingGroups.load(path).to_dict()
-    return {"names": {str(one.get("name") or one.get("row_name") or "?"): one}}
+    return {"names": {name: g.to_dict() for name, g in groupings_of(path).items()}}
 
 
 def _merged(manifest: RunManifest, prefix: str, default: Path, owner: Any) -> dict[str, Any]:
