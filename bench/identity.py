@@ -67,18 +67,30 @@ def make_inputs(root: Path, n_names: int, rows_per_name: int, d: int, d_sae: int
     return sae_dir, store_path
 
 
-def run_side(cmd: list[str]) -> dict:
-    """Run one side in a subprocess; wall seconds and peak RSS (MiB) of that process tree."""
+def run_side(cmd: list[str], limit: float | None = None) -> dict:
+    """Run one side in a subprocess; wall seconds and peak RSS (MiB) of that process tree. With `limit`
+    (seconds) a side still running then is stopped and reported as unfinished, with what it had used."""
     env = {**os.environ, **THREADS}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    out = proc.stdout.read() if proc.stdout else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if limit is not None and time.perf_counter() - start > limit:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                return {"finished": False, "stopped_after_seconds": round(time.perf_counter() - start, 1),
+                        "peak_rss_mib_at_least": round(usage.ru_maxrss / 1024, 1)}
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            log.seek(0)
+            out = log.read().decode(errors="replace")
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
+    return {"finished": True, "seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def dense_baseline(sae_dir: Path, store_path: Path, out: Path, tau_p: float, tau_r: float, epsilon: float,

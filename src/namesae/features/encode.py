@@ -76,32 +76,56 @@ def topk_sparse_k(sae: Any) -> int | None:
     return int(act.k)
 
 
-def sparse_encode(sae: Any, x: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zero SAE codes of finite rows x [b, d_in] as (row, feature, value) arrays, row-major with features
-    ascending within a row (the order of `torch.nonzero` on the dense codes, with the same values).
+class SparseEncoder:
+    """Non-zero SAE codes of row batches through one SAE, as (row, feature, value) arrays.
 
     With k (a plain TopK SAE, `topk_sparse_k`) the codes are taken from the top-k of the pre-activations as
-    SAELens computes them, never scattered into a dense [b, d_sae] matrix; otherwise from `namesae.sae.encode`."""
-    import torch
+    SAELens computes them, never scattered into a dense [b, d_sae] matrix; otherwise from `namesae.sae.encode`.
+    The decoder norms (TopK's rescaling) are computed once, and the pre-activation buffer is reused from batch
+    to batch: a fresh [b, d_sae] tensor per batch is a new mapping the kernel faults in page by page."""
 
-    from namesae.sae import encode
+    def __init__(self, sae: Any, k: int | None) -> None:
+        self.sae, self.k = sae, k
+        self._norm: torch.Tensor | None = None
+        self._pre: torch.Tensor | None = None
+        if k is not None and sae.model.cfg.rescale_acts_by_decoder_norm:
+            import torch
 
-    with torch.no_grad():
-        if k is None:
-            codes = encode(sae, x)
-            rows, feats = torch.nonzero(codes, as_tuple=True)
-            return rows.numpy(), feats.numpy(), codes[rows, feats].float().numpy()
-        model = sae.model
-        t = torch.as_tensor(np.asarray(x)).to(model.device, model.dtype)
-        pre = model.hook_sae_acts_pre(model.process_sae_in(t) @ model.W_enc + model.b_enc)
-        if model.cfg.rescale_acts_by_decoder_norm:
-            pre = pre * model.W_dec.norm(dim=-1)
-        values, index = torch.topk(pre, k=k, dim=-1, sorted=False)
-        index, order = index.sort(dim=-1)
-        values = values.relu().gather(-1, order).float().cpu()
-        keep = values != 0
-        rows = torch.arange(values.shape[0]).unsqueeze(1).expand_as(values)[keep]
-        return rows.numpy(), index.cpu()[keep].numpy(), values[keep].numpy()
+            with torch.no_grad():
+                self._norm = sae.model.W_dec.norm(dim=-1)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The non-zero codes of finite rows x [b, d_in], row-major with features ascending within a row."""
+        import torch
+
+        from namesae.sae import encode
+
+        with torch.no_grad():
+            if self.k is None:
+                codes = encode(self.sae, x)
+                rows, feats = torch.nonzero(codes, as_tuple=True)
+                return rows.numpy(), feats.numpy(), codes[rows, feats].float().numpy()
+            model = self.sae.model
+            t = model.process_sae_in(torch.as_tensor(np.asarray(x)).to(model.device, model.dtype))
+            shape = (t.shape[0], model.W_enc.shape[1])
+            if self._pre is None or self._pre.shape[0] < shape[0]:
+                self._pre = torch.empty(shape, dtype=t.dtype, device=t.device)
+            pre = torch.mm(t, model.W_enc, out=self._pre[:shape[0]])
+            pre = model.hook_sae_acts_pre(pre.add_(model.b_enc))
+            if self._norm is not None:
+                pre.mul_(self._norm)
+            values, index = torch.topk(pre, k=self.k, dim=-1, sorted=False)
+            index, order = index.sort(dim=-1)
+            values = values.relu().gather(-1, order).float().cpu()
+            keep = values != 0
+            rows = torch.arange(values.shape[0]).unsqueeze(1).expand_as(values)[keep]
+            return rows.numpy(), index.cpu()[keep].numpy(), values[keep].numpy()
+
+
+def sparse_encode(sae: Any, x: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-zero SAE codes of finite rows x [b, d_in] as (row, feature, value) arrays, row-major with features
+    ascending within a row (the order of `torch.nonzero` on the dense codes, with the same values)."""
+    return SparseEncoder(sae, k)(x)
 
 
 def _sparse_path_agrees(sae: Any, x: np.ndarray, k: int, n: int = 64) -> bool:
@@ -120,6 +144,7 @@ def iter_sparse_codes(sae: Any, store: EmbeddingStore, rows: np.ndarray, batch_r
     from tqdm.auto import tqdm
 
     k = topk_sparse_k(sae)
+    encoder: SparseEncoder | None = None
     contiguous = rows.size > 0 and rows[-1] - rows[0] + 1 == rows.size
     with tqdm(total=int(rows.size), desc=desc, unit="row", disable=not progress) as bar:
         for start in range(0, rows.size, batch_rows):
@@ -129,7 +154,9 @@ def iter_sparse_codes(sae: Any, store: EmbeddingStore, rows: np.ndarray, batch_r
             if k is not None and start == 0 and not _sparse_path_agrees(sae, x, k):
                 log.warning("top-k sparse encoding disagrees with the SAE's encode; using the dense encoder")
                 k = None
-            yield start, chunk, sparse_encode(sae, x, k)
+            if encoder is None or encoder.k != k:
+                encoder = SparseEncoder(sae, k)
+            yield start, chunk, encoder(x)
             bar.update(chunk.size)
 
 

@@ -75,8 +75,10 @@ class TrainConfig:
     d_sae/8, d_sae/4, d_sae/2, d_sae."""
     aux_loss_coefficient: float = 1.0
     """TopK family: weight of the auxiliary loss that lets dead features reconstruct the residual."""
-    dead_feature_window: int = 1000
-    """A feature that has not fired for this many steps counts as dead (drives the auxiliary loss)."""
+    dead_feature_window: int | None = None
+    """A feature that has not fired for this many steps counts as dead (drives the auxiliary loss). Unset: two
+    passes over the training rows (at least 10 steps), at most SAELens's 1,000 steps, so that on a store of
+    thousands of rows the auxiliary loss revives dead features during the run instead of after it."""
     lr: float = 3e-4
     """Adam learning rate."""
     lr_schedule: str = "constant"
@@ -191,7 +193,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("dead_feature_window", "batch_size", "log_every", "shuffle_buffer"):
+        if self.dead_feature_window is not None and not _positive_int(self.dead_feature_window):
+            raise ConfigError(f"dead_feature_window must be a positive integer, got {self.dead_feature_window!r}")
+        for name in ("batch_size", "log_every", "shuffle_buffer"):
             if not _positive_int(getattr(self, name)):
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lr_schedule not in SCHEDULES:
@@ -261,6 +265,14 @@ class TrainConfig:
         if any(w >= d_sae for w in widths):
             raise ConfigError(f"matryoshka_widths {list(self.matryoshka_widths)} must stay below d_sae = {d_sae}")
         return (*sorted(set(widths)), d_sae)
+
+    def dead_window(self, n_train: int | None) -> int:
+        """Steps without firing after which a feature counts as dead, for n_train training rows (unknown: 1,000)."""
+        if self.dead_feature_window is not None:
+            return self.dead_feature_window
+        if n_train is None:
+            return 1000
+        return int(min(1000, max(10, math.ceil(2 * n_train / self.batch_size))))
 
     def total_steps(self, n_train: int) -> int:
         """Training steps implied by steps / total_samples / epochs for a training split of n_train rows."""

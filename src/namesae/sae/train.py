@@ -155,7 +155,7 @@ def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, d
         return cls(cfg)
 
 
-def build_trainer(config: TrainConfig, sae: Any, steps: int, device: str) -> Any:
+def build_trainer(config: TrainConfig, sae: Any, steps: int, device: str, n_train: int | None = None) -> Any:
     """A SAELens SAETrainer holding the optimizer, schedules and feature counters of the run."""
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
@@ -165,7 +165,7 @@ def build_trainer(config: TrainConfig, sae: Any, steps: int, device: str) -> Any
         lr=config.lr, lr_end=config.end_lr(),
         lr_scheduler_name="cosineannealing" if config.lr_schedule == "cosine" else "constant",
         lr_warm_up_steps=config.lr_warmup_steps, lr_decay_steps=config.lr_decay_steps, device=device,
-        dead_feature_window=config.dead_feature_window, n_checkpoints=0, checkpoint_path=None,
+        dead_feature_window=config.dead_window(n_train), n_checkpoints=0, checkpoint_path=None,
         save_final_checkpoint=False, logger=LoggingConfig(log_to_wandb=False), autocast=config.autocast())
     return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=iter(()))
 
@@ -377,7 +377,7 @@ def _prepare(st: EmbeddingStore, config: TrainConfig, run_dir: Path | None, over
             _check_resumable(run_dir, plan, read_state_meta(state_folder))
     device = dist.device(resolve_device(config.device))
     sae = build_training_sae(config, plan.d_in, plan.d_sae, st.space, device)
-    trainer = build_trainer(config, sae, plan.steps, device)
+    trainer = build_trainer(config, sae, plan.steps, device, int(plan.split.train.size))
     step_fn = dist.wrap_step(make_step(config, trainer), config)
     member = _Member(config, plan, run_dir, trainer, step_fn, [], 0.0, 0, device)
     if state_folder is not None:
