@@ -28,7 +28,7 @@ from typing import Any
 from namesae.config import config_from_dict, load_toml
 from namesae.errors import ConfigError
 from namesae.io import atomic_write_json
-from namesae.scorecard import save_scorecard
+from namesae.scorecard import ScorecardLine, save_scorecard
 
 log = logging.getLogger(__name__)
 
@@ -135,26 +135,10 @@ ABSORPTION_WORLD: dict[str, Any] = {"dim": 128, "n_first": 24, "n_last": 24, "n_
 
 
 @dataclass
-class ScoreLine:
-    """One scorecard line: a measured value, the target it is held to (if any) and whether it meets it."""
-
-    key: str
-    value: Any
-    target: str | None = None
-    passed: bool | None = None
-    what: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready line."""
-        return {"key": self.key, "value": self.value, "target": self.target, "pass": self.passed,
-                "what": self.what}
-
-
-@dataclass
 class Scorecard:
     """The demo's scorecard: lines in a stable order, step timings and where things were written."""
 
-    lines: list[ScoreLine] = field(default_factory=list)
+    lines: list[ScorecardLine] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
 
@@ -171,7 +155,7 @@ class Scorecard:
             target, passed = f"<= {at_most:g}", bool(number is not None and number <= at_most)
         if isinstance(value, float):
             value = round(value, 4)
-        self.lines.append(ScoreLine(key, value, target, passed, what))
+        self.lines.append(ScorecardLine(key, value, target, passed, what))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready scorecard."""

@@ -182,13 +182,18 @@ def encode_text_trimmed(model: Any, tokens: Any, trimmable: bool | None = None) 
     return x
 
 
+def _batching(normalize: bool, batch_size: int) -> tuple[bool, int]:
+    """An encoder's (normalized, batch_size) settings, checked."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    return bool(normalize), int(batch_size)
+
+
 class ClipEncoder:
     """An open_clip model with its tokenizer and image preprocessing, encoding in batches to float32 numpy."""
 
     def __init__(self, model: Any, tokenizer: Any, preprocess: Any, model_name: str, space_tag: str,
                  device: str, precision: str, normalize: bool = True, batch_size: int = 256) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.preprocess = preprocess
@@ -196,8 +201,7 @@ class ClipEncoder:
         self.space_tag = space_tag
         self.device = device
         self.precision = precision
-        self.normalized = bool(normalize)
-        self.batch_size = int(batch_size)
+        self.normalized, self.batch_size = _batching(normalize, batch_size)
         self._trim = _trimmable(model)  # checked once: encode_text is the hot path
         dim = getattr(getattr(model, "visual", None), "output_dim", None)
         self.dim = int(dim) if dim else 0
@@ -343,15 +347,12 @@ class DinoEncoder:
                  normalize: bool = True, batch_size: int = 64) -> None:
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling {pooling!r} is unknown; use one of {POOLINGS}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.normalized, self.batch_size = _batching(normalize, batch_size)
         self.model = model
         self.processor = processor
         self.model_id = model_id
         self.device = device
         self.pooling = pooling
-        self.normalized = bool(normalize)
-        self.batch_size = int(batch_size)
         self.dim = int(model.config.hidden_size)
 
     def __repr__(self) -> str:

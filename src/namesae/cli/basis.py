@@ -11,7 +11,16 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import MODEL, PRETRAINED, WORLD, WORLD_HELP, device_option, wrote
+from namesae.cli.options import (
+    MODEL,
+    PRETRAINED,
+    WORLD,
+    WORLD_FOLDER,
+    WORLD_HELP,
+    device_option,
+    out_folder,
+    wrote,
+)
 
 basis = typer.Typer(
     help="Name basis: paint an identity as a short prompt of name parts and attribute phrases (sparse "
@@ -67,7 +76,7 @@ def vocab(
 @basis.command("paint")
 def paint(
     vocab: Path = typer.Option(..., "--vocab", help="Vocabulary store written by `namesae basis vocab`."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for paint.json and paint.csv (the greedy path)."),
+    out: Path = out_folder("paint.json and paint.csv (the greedy path)"),
     model: str = MODEL, pretrained: str = PRETRAINED, world: Path = WORLD,
     store: Path = STORE, name: str = NAME, row: int = ROW, kind: str = KIND, prompt: str = PROMPT,
     image: Path = IMAGE, embedding: Path = EMBEDDING, tensor: str = TENSOR, embedding_row: int = EMBEDDING_ROW,
@@ -99,7 +108,7 @@ def paint(
 @basis.command("pairs")
 def pairs(
     vocab: Path = typer.Option(..., "--vocab", help="Vocabulary store with first names and surnames."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for pairs.json and pairs.csv."),
+    out: Path = out_folder("pairs.json and pairs.csv"),
     model: str = MODEL, pretrained: str = PRETRAINED, world: Path = WORLD,
     store: Path = STORE, name: str = NAME, row: int = ROW, kind: str = KIND, prompt: str = PROMPT,
     image: Path = IMAGE, embedding: Path = EMBEDDING, tensor: str = TENSOR, embedding_row: int = EMBEDDING_ROW,
@@ -128,7 +137,7 @@ def pairs(
 @basis.command("axes")
 def axes(
     store: Path = typer.Option(..., "--store", help="Store with rows of well-known full names (one mean per name)."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for axes.json and axes.csv (coordinates)."),
+    out: Path = out_folder("axes.json and axes.csv (coordinates)"),
     names: Path = typer.Option(None, "--names", help="Only these names of the store (one per line); default: "
                                "every name with a space in it (full names)."),
     kind: str = typer.Option(None, "--kind", help="Only rows of this kind (text or image)."),
@@ -160,8 +169,8 @@ def axes(
 # ---- score on a synthetic world ------------------------------------------------------------------------------
 @basis.command("score")
 def score(
-    world: Path = typer.Option(..., "--world", help="A synthetic world folder (`namesae synth`)."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for basis_score.json."),
+    world: Path = WORLD_FOLDER,
+    out: Path = out_folder("basis_score.json"),
     k: int = typer.Option(4, "--k", help="At most this many terms per painting."),
     target: str = typer.Option("text", "--target", help="text: each full name's text row; image: the mean of "
                                "its image rows."),

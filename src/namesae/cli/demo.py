@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import progress_option
+
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder: world, SAE, analyses, scorecard, report."),
@@ -14,7 +16,7 @@ def demo(
                                 "missing sections take the defaults)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the synthetic world (overrides [synth] seed)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Build a synthetic name world with planted truth, train an SAE on it, run every analysis (identity,
     groups, emergence, steering, name basis, feature search), score each against the truth, write the report.

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import NAME_LIST_HELP, NORMALIZE, TEMPLATES_HELP, config_option, progress_option
+
 
 def embed(
     out: Path = typer.Option(..., "--out", help="Store to write (HDF5). An existing store is resumed: rows already "
                              "in it are skipped; its space, dim and normalisation must match."),
-    names: Path = typer.Option(None, "--names", help="Name list: .txt (one per line), .csv (a 'name' column) or "
-                               ".json (a list). Names are NFC-normalised; duplicates are dropped with a warning."),
+    names: Path = typer.Option(None, "--names", help=NAME_LIST_HELP + " Names are NFC-normalised; duplicates are "
+                               "dropped with a warning."),
     builtin: str = typer.Option(None, "--builtin", help="A shipped name list: first (US first names, SSA), "
                                 "surnames (US Census), famous (well-known people, characters, artworks)."),
     top: int = typer.Option(None, "--top", help="With --builtin: first names of rank <= TOP in some decade; "
@@ -20,8 +22,7 @@ def embed(
     decade: int = typer.Option(None, "--decade", help="With --builtin first: only this decade (1880 ... 2010)."),
     sex: str = typer.Option(None, "--sex", help="With --builtin first: F or M."),
     category: str = typer.Option(None, "--category", help="With --builtin famous: one category (actor, artwork, ...)."),
-    templates: list[str] = typer.Option(None, "--templates", "-t", help="Repeatable: a template kind (portrait, "
-                                        "scenario, style) or a text holding {name}. Default: portrait."),
+    templates: list[str] = typer.Option(None, "--templates", "-t", help=TEMPLATES_HELP),
     images: Path = typer.Option(None, "--images", help="Embed the images of this folder instead of texts (image rows); "
                                 "names from DIR/images.csv|json (image,name[,prompt,seed]) or the layout "
                                 "DIR/<name>/<seed>.png or DIR/<name>__<seed>.png."),
@@ -40,13 +41,13 @@ def embed(
     space_tag: str = typer.Option(None, "--space-tag", help="Override '<model>:<pretrained>' in the store's space."),
     device: str = typer.Option(None, "--device", help="cpu (default), cuda, cuda:N, mps or auto."),
     dtype: str = typer.Option(None, "--dtype", help="Encoder precision: float32 (default), float16, bfloat16."),
-    normalize: bool = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default on)."),
+    normalize: bool = NORMALIZE,
     batch_size: int = typer.Option(None, "--batch-size", help="Texts or images per forward pass (default 256)."),
     chunk_rows: int = typer.Option(None, "--chunk-rows", help="Rows per store append; a kill loses at most one "
                                    "chunk (default 4096)."),
     store_dtype: str = typer.Option(None, "--store-dtype", help="On-disk dtype of a new store: float32 or float16."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [embed] section sets EmbedConfig fields."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    config: Path = config_option("[embed] section sets EmbedConfig fields."),
+    progress: bool = progress_option("Show a progress bar."),
 ) -> None:
     """Embed names in prompt templates (text rows: one per name per template), a folder of generated images or a
     local Hugging Face image dataset (image rows) with an open_clip model, into an HDF5 embedding store.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import device_option
+from namesae.cli.options import TAU_P, TAU_R, device_option, progress_option
 
 
 def emergence(
@@ -24,9 +24,7 @@ def emergence(
                                      "{name: frequency}) for the emergence-against-frequency plot."),
     curve_name: list[str] = typer.Option(None, "--curve-name", help="A name to draw in the dedication-curve plot "
                                          "(repeat the option; default: names spread over emergence indices)."),
-    tau_p: float = typer.Option(None, "--tau-p", help="Precision threshold of identity features (default 0.8)."),
-    tau_r: float = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    tau_p: float = TAU_P, tau_r: float = TAU_R, progress: bool = progress_option(),
     device: str = device_option("for encoding with each point's SAE (points without an SAE are trained on their "
                                 "[train] device)"),
 ) -> None:

@@ -6,18 +6,24 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import device_option
+from namesae.cli.options import (
+    SAE_DIR,
+    SAE_STORE_HELP,
+    config_option,
+    device_option,
+    out_folder,
+    progress_option,
+)
 
 
 def features(
-    sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (written by `namesae train`)."),
-    store: Path = typer.Option(..., "--store", help="Embedding store in the SAE's space (HDF5)."),
+    sae: Path = SAE_DIR,
+    store: Path = typer.Option(..., "--store", help=SAE_STORE_HELP + "."),
     vocab: Path = typer.Option(None, "--vocab", help="Store of label phrases (row name = label), embedded by the "
                                "same encoder; labels each feature by the phrase closest to its decoder direction."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for features.json and features.csv."),
+    out: Path = out_folder("features.json and features.csv"),
     kind: str = typer.Option(None, "--kind", help="Use only rows of this kind: text or image (default: all)."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [features] section sets FeatureConfig."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    config: Path = config_option("[features] section sets FeatureConfig."), progress: bool = progress_option(),
     device: str = device_option("for the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Feature statistics: firing frequency, mean/max activation, mass, top rows and names, precision/recall of

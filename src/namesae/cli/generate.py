@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import NAME_LIST_HELP, NORMALIZE, TEMPLATES_HELP, config_option, progress_option
+
 
 def generate(
     out: Path = typer.Option(..., "--out", help="Output folder: images/, shards/, image.h5 (the store), images.csv, "
                              "generate.json. Rerunning the same command resumes."),
-    names: Path = typer.Option(None, "--names", help="Name list: .txt (one per line), .csv (a 'name' column) or "
-                               ".json (a list)."),
+    names: Path = typer.Option(None, "--names", help=NAME_LIST_HELP),
     pipeline: str = typer.Option(None, "--pipeline", help="kandinsky22 or sd21-unclip."),
     model: str = typer.Option(None, "--model", help="Decoder hub id or folder; tiny:DIR builds a tiny random "
                               "pipeline in DIR (offline, for tests and the demo). Default: the real model's hub id."),
@@ -19,9 +20,8 @@ def generate(
                               "or DIR/prior of a namesae folder)."),
     n: int = typer.Option(None, "--n", "--n-images", help="Images per name and template (default 9). Under torchrun "
                           "write --n-images: torchrun's own parser takes --n for one of its options."),
-    templates: list[str] = typer.Option(None, "--templates", "-t", help="Repeatable: a template kind (portrait, "
-                                        "scenario, style) or a text holding {name}. Default: portrait. Under "
-                                        "torchrun write --templates (torchrun takes -t)."),
+    templates: list[str] = typer.Option(None, "--templates", "-t", help=TEMPLATES_HELP + " Under torchrun write "
+                                        "--templates (torchrun takes -t)."),
     seed_offset: int = typer.Option(None, "--seed-offset", help="Image j gets seed SEED_OFFSET + j (default 0)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per pipeline call (default 8)."),
     steps: int = typer.Option(None, "--steps", help="Decoder denoising steps (default: the pipeline's)."),
@@ -35,14 +35,13 @@ def generate(
     device: str = typer.Option(None, "--device", help="cpu (default), cuda (each rank its LOCAL_RANK GPU), cuda:N, "
                                "mps, auto."),
     dtype: str = typer.Option(None, "--dtype", help="float32 (default), float16, bfloat16."),
-    normalize: bool = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default on)."),
+    normalize: bool = NORMALIZE,
     rank: int = typer.Option(None, "--rank", help="Manual sharding without a launcher: this process's rank; merge "
                              "later with --merge-only. Under torchrun / accelerate launch, ranks come from the env."),
     world_size: int = typer.Option(None, "--world-size", help="Manual sharding: number of processes."),
     merge_only: bool = typer.Option(False, "--merge-only", help="Only merge DIR/shards/*.h5 into DIR/image.h5."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [generate] section sets GenerateConfig "
-                                "fields."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per rank."),
+    config: Path = config_option("[generate] section sets GenerateConfig fields."),
+    progress: bool = progress_option("Show a progress bar per rank."),
 ) -> None:
     """Draw N images per name and prompt template with fixed seeds, write them as PNG (name, prompt, seed and
     decoder in the metadata) and their CLIP image embeddings into a store. Resumable: a restarted run skips

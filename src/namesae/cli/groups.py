@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import device_option
+from namesae.cli.options import SAE_DIR, SAE_STORE_HELP, config_option, device_option
 
 
 def groups(
-    sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (written by `namesae train`)."),
-    store: Path = typer.Option(..., "--store", help="Embedding store in the SAE's space (HDF5)."),
+    sae: Path = SAE_DIR,
+    store: Path = typer.Option(..., "--store", help=SAE_STORE_HELP + "."),
     row: int = typer.Option(None, "--row", help="Group the active features of this store row."),
     name: str = typer.Option(None, "--name", help="Group the mean code of this name's rows, with the stability "
                              "of each group across those rows."),
@@ -25,7 +25,7 @@ def groups(
     join_cos: float = typer.Option(None, "--join-cos", help="select=concepts: join threshold (default 0.7)."),
     restarts: int = typer.Option(None, "--restarts", help="k-means++ restarts per k (default 3)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the k-means++ draws (default 0)."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [groups] section sets GroupConfig."),
+    config: Path = config_option("[groups] section sets GroupConfig."),
     labels: Path = typer.Option(None, "--labels", help="features.json of `namesae features --vocab` (or a JSON "
                                 "{feature id: label}); each group then reports its top label."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fields documented in the README)."),

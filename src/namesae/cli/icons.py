@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import device_option
+from namesae.cli.options import device_option, progress_option
 
 
 def icons(
@@ -26,7 +26,7 @@ def icons(
     steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the decoder's)."),
     size: int = typer.Option(None, "--size", help="Icon height and width (default: the decoder's)."),
     device: str = device_option("for the SAE and the decoder"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Draw each chosen feature's icon (its causal preview: the decoder's image of an embedding carrying the
     feature alone) and each group's, with one recipe recorded beside them; cached, so a rerun draws nothing new."""

@@ -6,17 +6,26 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import device_option
+from namesae.cli.options import (
+    SAE_DIR,
+    SAE_STORE_HELP,
+    TAU_P,
+    TAU_R,
+    config_option,
+    device_option,
+    out_folder,
+    progress_option,
+)
 
 
 def identity(
-    sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (written by `namesae train`)."),
-    store: Path = typer.Option(..., "--store", help="Embedding store in the SAE's space (HDF5); its names are "
-                               "analysed and, if it holds image rows, their rigidity and attributes."),
+    sae: Path = SAE_DIR,
+    store: Path = typer.Option(..., "--store", help=SAE_STORE_HELP + "; its names are analysed and, if it holds "
+                               "image rows, their rigidity and attributes."),
     prior_names: Path = typer.Option(None, "--prior-names", help="Low-bias names (one per line, or a JSON list): "
                                      "every measure is also given as a z-score against them. Unknown names "
                                      "are warned about and skipped."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for identity.json and identity.csv."),
+    out: Path = out_folder("identity.json and identity.csv"),
     image_store: Path = typer.Option(None, "--image-store", help="Store of image rows for rigidity and attributes "
                                      "(default: --store)."),
     text_store: Path = typer.Option(None, "--text-store", help="Text store with rows of full names, first names, "
@@ -27,10 +36,8 @@ def identity(
                                  "age/gender/hair/... ladders)."),
     ladder_store: Path = typer.Option(None, "--ladder-store", help="Text store holding the ladder prompts as rows, "
                                       "embedded by the image store's encoder (also searched: --text-store, --vocab)."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [identity] and [features] sections set "
-                                "IdentityConfig and FeatureConfig."),
-    tau_p: float = typer.Option(None, "--tau-p", help="Precision threshold of identity features (default 0.8)."),
-    tau_r: float = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5)."),
+    config: Path = config_option("[identity] and [features] sections set IdentityConfig and FeatureConfig."),
+    tau_p: float = TAU_P, tau_r: float = TAU_R,
     kind: str = typer.Option(None, "--kind", help="Feature statistics over rows of this kind only (text/image)."),
     write_features: bool = typer.Option(False, "--write-features", help="Also write features.json/csv."),
     seed_sae: list[Path] = typer.Option(None, "--seed-sae", help="SAE trained with another seed on the same store "
@@ -38,7 +45,7 @@ def identity(
                                         "Hungarian-matched identity feature and its decoder cosine)."),
     rule: str = typer.Option(None, "--rule", help="Identity rule: 'strongest' (default: precision and recall "
                              "among each feature's strongest firings) or 'mass_share' (DESIGN's original)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = progress_option(),
     device: str = device_option("for the SAE's encoding (batched; codes come back to the CPU)"),
 ) -> None:
     """Per name: identity features (precision >= tau_p and recall >= tau_r among each feature's strongest

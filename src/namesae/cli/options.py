@@ -18,6 +18,34 @@ PRETRAINED = typer.Option(None, "--pretrained", help=PRETRAINED_HELP)
 WORLD = typer.Option(None, "--world", help=WORLD_HELP)
 
 
+# The inputs of the analysis commands (identity, groups, features), and the thresholds identity and emergence share.
+SAE_DIR = typer.Option(..., "--sae", help="SAE checkpoint directory (written by `namesae train`).")
+SAE_STORE_HELP = "Embedding store in the SAE's space (HDF5)"
+TAU_P = typer.Option(None, "--tau-p", help="Precision threshold of identity features (default 0.8).")
+TAU_R = typer.Option(None, "--tau-r", help="Recall threshold of identity features (default 0.5).")
+# The scorers on a synthetic world (`basis score`, `search score`).
+WORLD_FOLDER = typer.Option(..., "--world", help="A synthetic world folder (`namesae synth`).")
+# The name lists and embedding options of `namesae embed` and `namesae generate`.
+NAME_LIST_HELP = "Name list: .txt (one per line), .csv (a 'name' column) or .json (a list)."
+TEMPLATES_HELP = "Repeatable: a template kind (portrait, scenario, style) or a text holding {name}. Default: portrait."
+NORMALIZE = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default on).")
+
+
+def out_folder(files: str) -> Any:
+    """The `--out` option of a command that writes `files` ("paint.json and paint.csv") into a folder (default .)."""
+    return typer.Option(Path("."), "--out", help=f"Folder for {files}.")
+
+
+def config_option(sets: str) -> Any:
+    """The `--config` option; `sets` ("[groups] section sets GroupConfig.") says what its TOML file sets."""
+    return typer.Option(None, "--config", help=f"TOML file; its {sets}")
+
+
+def progress_option(help: str = "Show progress bars.") -> Any:
+    """The `--progress/--no-progress` option (on by default; `namesae.cli.conventions` turns it off off a terminal)."""
+    return typer.Option(True, "--progress/--no-progress", help=help)
+
+
 def device_option(what: str) -> Any:
     """The `--device` option; `what` ("for the SAE's encoding") says what runs on it. Commands hand the value to
     `namesae.devices.resolve_device` first, so a bad or missing device is refused before anything loads."""

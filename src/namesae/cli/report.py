@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from namesae.cli.options import progress_option
+
 
 def report(
     run: Path = typer.Option(..., "--run", help="Run directory (e.g. runs/demo) holding identity.json, "
@@ -15,7 +17,7 @@ def report(
     icons: int = typer.Option(0, "--icons", help="First draw (or reuse from the cache) up to N feature icons with "
                               "the decoder run.json records, as `namesae icons --icons N` does (0: show those "
                               "already drawn)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars while drawing icons."),
+    progress: bool = progress_option("Show progress bars while drawing icons."),
 ) -> None:
     """Write a static HTML report (index, a page per name and per feature, plots) that opens from file://."""
     from namesae.report import build_report

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from namesae.cli.options import MODEL, PRETRAINED, WORLD, device_option, wrote
+from namesae.cli.options import MODEL, PRETRAINED, WORLD, WORLD_FOLDER, device_option, out_folder, wrote
 
 search = typer.Typer(
     help="Feature search: rank a corpus of prompts by an SAE feature (or group) and improve the best by token "
@@ -29,7 +29,7 @@ SAE = typer.Option(None, "--sae", help=SAE_HELP)
 @search.command("drive")
 def drive(
     features: str = typer.Option(..., "--features", help=FEATURES_HELP),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for drive.json and ranking.csv."),
+    out: Path = out_folder("drive.json and ranking.csv"),
     sae: Path = SAE, model: str = MODEL, pretrained: str = PRETRAINED, world: Path = WORLD,
     names: Path = typer.Option(None, "--names", help="Corpus names (one per line / .csv / .json); default with "
                                "--world: its full names."),
@@ -69,7 +69,7 @@ def drive(
 def cancel(
     prompt: str = typer.Option(..., "--prompt", help="The prompt that drags in the unwanted feature."),
     features: str = typer.Option(..., "--features", help=FEATURES_HELP + " The features to suppress."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for cancel.json and cancel.csv."),
+    out: Path = out_folder("cancel.json and cancel.csv"),
     sae: Path = SAE, model: str = MODEL, pretrained: str = PRETRAINED, world: Path = WORLD,
     tokens: Path = typer.Option(None, "--tokens", help="Candidate additions (words / phrases), one per line "
                                 "(default with --world: the toy encoder's words)."),
@@ -101,7 +101,7 @@ def cancel(
 @search.command("contrast")
 def contrast(
     store: Path = typer.Option(..., "--store", help="Store holding both row sets (in the SAE's space)."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for contrast.json and contrast.csv."),
+    out: Path = out_folder("contrast.json and contrast.csv"),
     sae: Path = SAE,
     world: Path = typer.Option(None, "--world", help="With no --sae: the world's planted directions."),
     a_name: list[str] = typer.Option(None, "--a-name", help="Repeatable: set A holds rows of these names."),
@@ -136,8 +136,8 @@ def contrast(
 
 @search.command("score")
 def score(
-    world: Path = typer.Option(..., "--world", help="A synthetic world folder (`namesae synth`)."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for search_score.json."),
+    world: Path = WORLD_FOLDER,
+    out: Path = out_folder("search_score.json"),
     sae: Path = typer.Option(None, "--sae", help="An SAE trained on the world (default: the planted directions)."),
     steps: int = typer.Option(2, "--steps", help="Token-search steps."),
     device: str = device_option("for the SAE's encoding (the toy encoder and the planted dictionary run on the CPU)"),

@@ -7,13 +7,15 @@ from typing import Any
 
 import typer
 
+from namesae.cli.options import config_option, progress_option
+
 
 def train(
     store: Path = typer.Option(..., "--store", help="Embedding store (HDF5) to train on."),
     out: Path = typer.Option(..., "--out", help="Run folder: the final SAE (SAELens cfg.json + "
                              "sae_weights.safetensors, namesae.json, metrics.json), checkpoints/step_XXXXXX/, state/."),
-    config: Path = typer.Option(None, "--config", help="TOML file; its [train] section sets TrainConfig "
-                                "(architecture, d_sae, k, lr, steps, ...). Default: a TopK SAE at 8x width."),
+    config: Path = config_option("[train] section sets TrainConfig (architecture, d_sae, k, lr, steps, ...). "
+                                 "Default: a TopK SAE at 8x width."),
     set_: list[str] = typer.Option([], "--set", help="Override one TrainConfig field, e.g. --set k=16 "
                                    "--set engine=saelens (repeatable; values in TOML syntax)."),
     sweep: list[str] = typer.Option([], "--sweep", help="Train several SAEs in one pass over the same batches: "
@@ -21,7 +23,7 @@ def train(
                                     "--sweep seed=0,1; or [[sweep]] tables in --config. Each SAE goes to "
                                     "--out/<name>/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete a previous run in --out and start over."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (loss, L0, EV)."),
+    progress: bool = progress_option("Show a progress bar (loss, L0, EV)."),
 ) -> None:
     """Train a sparse autoencoder on a store's rows (filtered by kind / name, minus a held-out split).
 

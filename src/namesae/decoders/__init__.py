@@ -19,44 +19,21 @@ no torch), `real.py` (the Decoder classes and `load_decoder`), `tiny.py` (tiny r
 tests and the demo; `resolve_model("tiny:DIR")` builds one on first use), `images.py` (PNGs with metadata, grids).
 """
 
-from namesae.decoders.images import image_grid, read_png_metadata, write_png
-from namesae.decoders.real import (
-    Decoder,
-    KandinskyDecoder,
-    UnclipDecoder,
-    load_decoder,
-    quiet_loading,
-    resolve_model,
-)
-from namesae.decoders.spaces import (
-    HUB_MODELS,
-    KIND_DEFAULTS,
-    META_FILE,
-    PIPELINES,
-    DecoderError,
-    DecoderInfo,
-    DecodeSettings,
-    DrawSettings,
-    check_space,
-    describe_decoder,
-    encoder_for_space,
-    info_dict,
-    read_meta,
-)
-from namesae.decoders.tiny import (
-    TINY_DEFAULTS,
-    build_tiny_pipeline,
-    clip_tokenizer,
-    default_tiny_space,
-    tiny_kandinsky,
-    tiny_unclip,
-    write_clip_tokenizer_files,
-)
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "HUB_MODELS", "KIND_DEFAULTS", "META_FILE", "PIPELINES", "TINY_DEFAULTS", "DecodeSettings", "Decoder",
-    "DecoderError", "DecoderInfo", "DrawSettings", "KandinskyDecoder", "UnclipDecoder", "build_tiny_pipeline",
-    "check_space", "clip_tokenizer", "default_tiny_space", "describe_decoder", "encoder_for_space", "image_grid",
-    "info_dict", "load_decoder", "quiet_loading", "read_meta", "read_png_metadata", "resolve_model",
-    "tiny_kandinsky", "tiny_unclip", "write_clip_tokenizer_files", "write_png",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".images": ("image_grid", "read_png_metadata", "write_png"),
+    ".real": (
+        "Decoder", "KandinskyDecoder", "UnclipDecoder", "load_decoder", "quiet_loading", "resolve_model",
+    ),
+    ".spaces": (
+        "HUB_MODELS", "KIND_DEFAULTS", "META_FILE", "PIPELINES", "DecoderError", "DecoderInfo",
+        "DecodeSettings", "DrawSettings", "check_space", "describe_decoder", "encoder_for_space", "info_dict",
+        "read_meta",
+    ),
+    ".tiny": (
+        "TINY_DEFAULTS", "build_tiny_pipeline", "clip_tokenizer", "default_tiny_space", "tiny_kandinsky",
+        "tiny_unclip", "write_clip_tokenizer_files",
+    ),
+})

@@ -27,30 +27,16 @@ score.json (when scored), dedication_curves.png, phase_map.png, emergence_vs_fre
 known).
 """
 
-from namesae.emergence.config import (
-    EmergenceConfig,
-    PhaseConfig,
-    emergence_config_from_dict,
-    load_emergence_config,
-)
-from namesae.emergence.curves import (
-    ChangePoint,
-    change_point,
-    change_point_reference,
-    decide_phase,
-    emergence_index,
-)
-from namesae.emergence.families import name_links, unit_rows
-from namesae.emergence.measures import grouped_stats_from_codes, name_features, scenario_measures
-from namesae.emergence.pipeline import run_emergence, write_emergence
-from namesae.emergence.result import EmergenceResult, NameSeries, assemble, load_emergence, measure_point
-from namesae.emergence.series import Series, SeriesPoint, load_frequencies, load_series
+from namesae._lazy import lazy_exports
 
-# The public API; every other name lives in its submodule (namesae.emergence.curves, .measures, .plots, ...).
-__all__ = [
-    "ChangePoint", "EmergenceConfig", "EmergenceResult", "NameSeries", "PhaseConfig", "Series", "SeriesPoint",
-    "assemble", "change_point", "change_point_reference", "decide_phase", "emergence_config_from_dict",
-    "emergence_index", "grouped_stats_from_codes", "load_emergence", "load_emergence_config", "load_frequencies",
-    "load_series", "measure_point", "name_features", "name_links", "run_emergence", "scenario_measures",
-    "unit_rows", "write_emergence",
-]
+# The public API, by the module that defines it (imported on first use); every other name lives in its submodule
+# (namesae.emergence.curves, .measures, .plots, ...).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".config": ("EmergenceConfig", "PhaseConfig", "emergence_config_from_dict", "load_emergence_config"),
+    ".curves": ("ChangePoint", "change_point", "change_point_reference", "decide_phase", "emergence_index"),
+    ".families": ("name_links", "unit_rows"),
+    ".measures": ("grouped_stats_from_codes", "name_features", "scenario_measures"),
+    ".pipeline": ("run_emergence", "write_emergence"),
+    ".result": ("EmergenceResult", "NameSeries", "assemble", "load_emergence", "measure_point"),
+    ".series": ("Series", "SeriesPoint", "load_frequencies", "load_series"),
+})

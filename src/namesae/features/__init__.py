@@ -23,34 +23,18 @@ accumulator), `encode.py` (codes of a store, the statistics of a whole store), `
 encoder spaces).
 """
 
-from namesae.features.accumulate import (
-    FeatureAccumulator,
-    factorize_names,
-    feature_stats_from_codes,
-    largest_name,
-)
-from namesae.features.config import FeatureConfig
-from namesae.features.encode import (
-    batch_rows_for,
-    check_space,
-    compute_feature_stats,
-    iter_codes,
-    iter_sparse_codes,
-    sparse_encode,
-    topk_sparse_k,
-)
-from namesae.features.labels import (
-    check_vocab_space,
-    iter_name_batches,
-    labels_from_store,
-    same_encoder,
-    zero_shot_labels,
-)
-from namesae.features.stats import FeatureLabels, FeatureStats, top_k_per_group
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "FeatureAccumulator", "FeatureConfig", "FeatureLabels", "FeatureStats", "batch_rows_for", "check_space",
-    "check_vocab_space", "compute_feature_stats", "factorize_names", "feature_stats_from_codes", "iter_codes",
-    "iter_name_batches", "iter_sparse_codes", "labels_from_store", "largest_name", "same_encoder",
-    "sparse_encode", "top_k_per_group", "topk_sparse_k", "zero_shot_labels",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".accumulate": ("FeatureAccumulator", "factorize_names", "feature_stats_from_codes", "largest_name"),
+    ".config": ("FeatureConfig",),
+    ".encode": (
+        "batch_rows_for", "check_space", "compute_feature_stats", "iter_codes", "iter_sparse_codes",
+        "sparse_encode", "topk_sparse_k",
+    ),
+    ".labels": (
+        "check_vocab_space", "iter_name_batches", "labels_from_store", "same_encoder", "zero_shot_labels",
+    ),
+    ".stats": ("FeatureLabels", "FeatureStats", "top_k_per_group"),
+})

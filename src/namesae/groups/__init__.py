@@ -6,31 +6,18 @@ concept data and scores), `config.py` (settings), `result.py` (groups.json: Grou
 (`namesae groups` as one call: `run_groups`, and feature labels `load_labels`).
 """
 
-from namesae.groups.api import (
-    BatchGroups,
-    FeatureGroup,
-    Grouping,
-    group_codes,
-    group_sets,
-    join_similar,
-)
-from namesae.groups.config import GroupConfig, init_uniforms
-from namesae.groups.fast import GramPath, gram_path
-from namesae.groups.name import NameGroups, name_groups
-from namesae.groups.planted import (
-    PlantedConcepts,
-    adjusted_rand_index,
-    mass_purity,
-    planted_concepts,
-    score_groups_on_planted,
-)
-from namesae.groups.reference import KPath, ReferenceGrouping, reference_grouping, reference_path
-from namesae.groups.result import GROUPS_FORMAT_VERSION, EmbeddingGroups, GroupsResult
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "GROUPS_FORMAT_VERSION", "BatchGroups", "EmbeddingGroups", "FeatureGroup", "GramPath", "GroupConfig",
-    "Grouping", "GroupsResult", "KPath", "NameGroups", "PlantedConcepts", "ReferenceGrouping",
-    "adjusted_rand_index", "gram_path", "group_codes", "group_sets", "init_uniforms", "join_similar",
-    "mass_purity", "name_groups", "planted_concepts", "reference_grouping", "reference_path",
-    "score_groups_on_planted",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".api": ("BatchGroups", "FeatureGroup", "Grouping", "group_codes", "group_sets", "join_similar"),
+    ".config": ("GroupConfig", "init_uniforms"),
+    ".fast": ("GramPath", "gram_path"),
+    ".name": ("NameGroups", "name_groups"),
+    ".planted": (
+        "PlantedConcepts", "adjusted_rand_index", "mass_purity", "planted_concepts",
+        "score_groups_on_planted",
+    ),
+    ".reference": ("KPath", "ReferenceGrouping", "reference_grouping", "reference_path"),
+    ".result": ("GROUPS_FORMAT_VERSION", "EmbeddingGroups", "GroupsResult"),
+})

@@ -61,14 +61,19 @@ IDENTITY_FORMAT_VERSION = 1
 _FIX = "re-run `namesae identity` (or `namesae demo`) to rewrite it"
 
 
-def _entry_dict(entry: IdentityFeature | TopFeature) -> dict[str, Any]:
-    """A feature entry's fields, without label and label_margin when it has no label."""
-    return {f.name: getattr(entry, f.name) for f in fields(entry)
-            if entry.label is not None or f.name not in ("label", "label_margin")}
+class _FeatureEntry:
+    """What a name's feature entries (IdentityFeature, TopFeature) share: their form in identity.json."""
+
+    label: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as written in identity.json (label fields only when the feature has a label)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if self.label is not None or f.name not in ("label", "label_margin")}
 
 
 @dataclass(frozen=True)
-class IdentityFeature:
+class IdentityFeature(_FeatureEntry):
     """One identity feature of a name: precision and recall under the identity rule, and its label if known."""
 
     feature: int
@@ -83,13 +88,9 @@ class IdentityFeature:
     label_margin: float | None = None
     """Cosine of the label minus that of the runner-up (None: no vocabulary, or a single phrase)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as written in identity.json (label fields only when the feature has a label)."""
-        return _entry_dict(self)
-
 
 @dataclass(frozen=True)
-class TopFeature:
+class TopFeature(_FeatureEntry):
     """A feature carrying much of a name's activation mass (for a compositional name: a shared feature)."""
 
     feature: int
@@ -104,10 +105,6 @@ class TopFeature:
     """Whether the feature is one of the name's identity features."""
     label: str | None = None
     label_margin: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as written in identity.json (label fields only when the feature has a label)."""
-        return _entry_dict(self)
 
 
 @dataclass

@@ -17,21 +17,14 @@ Modules: `folder.py` (what a run folder holds), `state.py` (the edit stack, edit
 page and server; gradio is imported there only, `pip install 'namesae[playground]'`).
 """
 
-from namesae.playground.folder import FeatureGroup, Icons, RunFolder, find_run
-from namesae.playground.session import DecodedPair, Export, FeatureView, Playground, Selection
-from namesae.playground.state import (
-    EditStack,
-    describe_edit,
-    export_text,
-    feature_edit,
-    group_edit,
-    replay_command,
-    slider_edits,
-    write_export,
-)
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "DecodedPair", "EditStack", "Export", "FeatureGroup", "FeatureView", "Icons", "Playground", "RunFolder",
-    "Selection", "describe_edit", "export_text", "feature_edit", "find_run", "group_edit", "replay_command",
-    "slider_edits", "write_export",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".folder": ("FeatureGroup", "Icons", "RunFolder", "find_run"),
+    ".session": ("DecodedPair", "Export", "FeatureView", "Playground", "Selection"),
+    ".state": (
+        "EditStack", "describe_edit", "export_text", "feature_edit", "group_edit", "replay_command",
+        "slider_edits", "write_export",
+    ),
+})

@@ -15,25 +15,17 @@ Modules: `config` (TrainConfig), `data` (filters, split, stream), `fast` (fused 
 `model` (TrainedSAE, load/save).
 """
 
-from namesae.devices import resolve_device
-from namesae.sae.config import ARCHITECTURES, ENGINES, TrainConfig
-from namesae.sae.data import RowSplit, StoreStream, select_rows, split_rows
-from namesae.sae.metrics import METRICS_FORMAT_VERSION, SAEMetrics
-from namesae.sae.model import (
-                               CodeBlock,
-                               TrainedSAE,
-                               build_sae_from_weights,
-                               check_space,
-                               decode,
-                               encode,
-                               encode_store,
-                               load_sae,
-)
-from namesae.sae.train import RunPlan, build_training_sae, plan_run, train_sae
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "ARCHITECTURES", "ENGINES", "METRICS_FORMAT_VERSION", "CodeBlock", "RowSplit", "RunPlan", "SAEMetrics",
-    "StoreStream", "TrainConfig", "TrainedSAE",
-    "build_sae_from_weights", "build_training_sae", "check_space", "decode", "encode", "encode_store",
-    "load_sae", "plan_run", "resolve_device", "select_rows", "split_rows", "train_sae",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "namesae.devices": ("resolve_device",),
+    ".config": ("ARCHITECTURES", "ENGINES", "TrainConfig"),
+    ".data": ("RowSplit", "StoreStream", "select_rows", "split_rows"),
+    ".metrics": ("METRICS_FORMAT_VERSION", "SAEMetrics"),
+    ".model": (
+        "CodeBlock", "TrainedSAE", "build_sae_from_weights", "check_space", "decode", "encode",
+        "encode_store", "load_sae",
+    ),
+    ".train": ("RunPlan", "build_training_sae", "plan_run", "train_sae"),
+})

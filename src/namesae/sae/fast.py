@@ -37,6 +37,15 @@ class StepStats:
     l0: float
     explained_variance: float
 
+    @classmethod
+    def measure(cls, x: torch.Tensor, err: torch.Tensor, loss: torch.Tensor, mse: torch.Tensor,
+                active: torch.Tensor) -> StepStats:
+        """The stats of a step on batch x [B, d] with reconstruction error err [B, d]; `active` counts each row's
+        (or each entry's) active features, so its sum over the batch / B is the mean L0."""
+        total = (x - x.mean(0)).pow(2).sum()
+        return cls(loss=float(loss), mse=float(mse), l0=float(active.sum()) / x.shape[0],
+                   explained_variance=float(1 - err.pow(2).sum() / total))
+
 
 def _pair_dots(grad: torch.Tensor, weight: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor,
                rows: torch.Tensor) -> torch.Tensor:
@@ -244,6 +253,4 @@ class FusedTopKStep:
         optimizer_step(tr, sae, grads, self.dist)
         if not want_stats:
             return None
-        total = (x - x.mean(0)).pow(2).sum()
-        return StepStats(loss=float(loss), mse=float(mse), l0=float(active.sum()) / B,
-                         explained_variance=float(1 - err.pow(2).sum() / total))
+        return StepStats.measure(x, err, loss, mse, active)

@@ -208,6 +208,4 @@ class FusedJumpReLUStep:
         optimizer_step(tr, sae, grads, self.dist)
         if not want_stats:
             return None
-        total = (x - x.mean(0)).pow(2).sum()
-        return StepStats(loss=float(loss), mse=float(mse), l0=float(l0.sum()) / B,
-                         explained_variance=float(1 - err.pow(2).sum() / total))
+        return StepStats.measure(x, err, loss, mse, l0)

@@ -20,35 +20,21 @@ Modules: `target.py` (FeatureTarget, prompt encoding), `prompts.py` (corpus rank
 call, handed its encoder and features). Scored on a synthetic world in `namesae.synth.score.search`.
 """
 
-from namesae.search.cancel import POSITIONS, Addition, AntiPatternSearch, addition_candidates, find_cancellers
-from namesae.search.contrast import (
-    SD_FLOOR,
-    Contrast,
-    ContrastRow,
-    Moments,
-    bootstrap_d,
-    cohen_d,
-    contrast_codes,
-    contrast_store,
-    select_rows,
-)
-from namesae.search.prompts import (
-    OPS,
-    RankedPrompt,
-    SearchStep,
-    TokenSearch,
-    corpus_prompts,
-    improve_prompt,
-    prompt_edits,
-    rank_prompts,
-)
-from namesae.search.run import CancelRun, ContrastRun, DriveRun, FeatureCodes, run_cancel, run_contrast, run_drive
-from namesae.search.target import Codes, FeatureTarget, as_numpy, encode_prompts, parse_features, sae_target
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "OPS", "POSITIONS", "SD_FLOOR", "Addition", "AntiPatternSearch", "CancelRun", "Codes", "Contrast",
-    "ContrastRow", "ContrastRun", "DriveRun", "FeatureCodes", "FeatureTarget", "Moments", "RankedPrompt",
-    "SearchStep", "TokenSearch", "addition_candidates", "as_numpy", "bootstrap_d", "cohen_d", "contrast_codes",
-    "contrast_store", "corpus_prompts", "encode_prompts", "find_cancellers", "improve_prompt", "parse_features",
-    "prompt_edits", "rank_prompts", "run_cancel", "run_contrast", "run_drive", "sae_target", "select_rows",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".cancel": ("POSITIONS", "Addition", "AntiPatternSearch", "addition_candidates", "find_cancellers"),
+    ".contrast": (
+        "SD_FLOOR", "Contrast", "ContrastRow", "Moments", "bootstrap_d", "cohen_d", "contrast_codes",
+        "contrast_store", "select_rows",
+    ),
+    ".prompts": (
+        "OPS", "RankedPrompt", "SearchStep", "TokenSearch", "corpus_prompts", "improve_prompt",
+        "prompt_edits", "rank_prompts",
+    ),
+    ".run": (
+        "CancelRun", "ContrastRun", "DriveRun", "FeatureCodes", "run_cancel", "run_contrast", "run_drive",
+    ),
+    ".target": ("Codes", "FeatureTarget", "as_numpy", "encode_prompts", "parse_features", "sae_target"),
+})

@@ -11,7 +11,7 @@ import numpy as np
 
 from namesae.encoders import TextEncoder
 from namesae.errors import NamesaeError
-from namesae.search.target import FeatureTarget, encode_prompts
+from namesae.search.target import FeatureTarget, encode_prompts, search_tokens
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,7 @@ def find_cancellers(prompt: str, tokens: Sequence[str], encoder: TextEncoder, ta
         raise NamesaeError(f"steps and top must be >= 1, got {steps}, {top}")
     if not -1.0 <= min_rest_cosine <= 1.0:
         raise NamesaeError(f"min_rest_cosine must be in [-1, 1], got {min_rest_cosine}")
-    tokens = [t.strip() for t in tokens if t.strip()]
-    if not tokens:
-        raise NamesaeError("the token vocabulary is empty")
-    if not prompt.strip():
-        raise NamesaeError("the prompt is empty")
+    tokens = search_tokens(tokens, prompt)
     x0 = encode_prompts(encoder, [prompt], batch)[0].astype(np.float64)
     act0 = float(target.activation(x0[None])[0])
     if act0 <= 0:

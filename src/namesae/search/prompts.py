@@ -11,7 +11,7 @@ import numpy as np
 from namesae.encoders import TextEncoder
 from namesae.errors import NamesaeError
 from namesae.names import render
-from namesae.search.target import FeatureTarget, encode_prompts
+from namesae.search.target import FeatureTarget, encode_prompts, search_tokens
 
 
 def corpus_prompts(names: Iterable[str] = (), templates: Iterable[str] = (), phrases: Iterable[str] = ()
@@ -42,9 +42,6 @@ def rank_prompts(prompts: Sequence[str], encoder: TextEncoder, target: FeatureTa
 
 
 # ---- improving a prompt by token search ------------------------------------------------------------------------
-OPS = ("substitute", "insert")
-
-
 @dataclass(frozen=True)
 class SearchStep:
     """One step of a token search: the best prompt so far, its activation and the edit that made it."""
@@ -72,6 +69,9 @@ class TokenSearch:
         return asdict(self)
 
 
+OPS = ("substitute", "insert")  # the edits a token search may make
+
+
 def prompt_edits(words: Sequence[str], tokens: Sequence[str], ops: Sequence[str] = OPS
                  ) -> list[tuple[tuple[str, ...], str]]:
     """Every one-word edit of a prompt [(new words, description)]: substitutions and insertions of tokens."""
@@ -94,11 +94,7 @@ def improve_prompt(prompt: str, tokens: Sequence[str], encoder: TextEncoder, tar
         raise NamesaeError(f"ops {list(ops)}: use one or more of {OPS}")
     if steps < 1 or beam < 1:
         raise NamesaeError(f"steps and beam must be >= 1, got {steps}, {beam}")
-    tokens = [t.strip() for t in tokens if t.strip()]
-    if not tokens:
-        raise NamesaeError("the token vocabulary is empty")
-    if not prompt.strip():
-        raise NamesaeError("the start prompt is empty")
+    tokens = search_tokens(tokens, prompt, "start prompt")
     start = tuple(prompt.split())
     act0 = float(target.activation(encode_prompts(encoder, [prompt], batch))[0])
     beams: list[tuple[tuple[str, ...], float, str]] = [(start, act0, "")]

@@ -79,3 +79,13 @@ def encode_prompts(encoder: TextEncoder, prompts: Sequence[str], batch: int) -> 
     """Embeddings [n, d] float32 of prompts, encoded by `encoder` in batches of `batch`."""
     return np.concatenate([np.asarray(encoder.encode_text(list(prompts[i:i + batch])), dtype=np.float32)
                            for i in range(0, len(prompts), batch)]) if prompts else np.zeros((0, 0), np.float32)
+
+
+def search_tokens(tokens: Sequence[str], prompt: str, what: str = "prompt") -> list[str]:
+    """The vocabulary of a token search without blank entries, refusing an empty one or an empty `what` prompt."""
+    tokens = [t.strip() for t in tokens if t.strip()]
+    if not tokens:
+        raise NamesaeError("the token vocabulary is empty")
+    if not prompt.strip():
+        raise NamesaeError(f"the {what} is empty")
+    return tokens

@@ -34,48 +34,19 @@ Python API::
                            edits=(ZeroGroup((12, 40)),), model="tiny:runs/demo/steer/tiny_kandinsky22", out=Path("o")))
 """
 
-from namesae.steer.core import (
-    AblationScore,
-    AblationSummary,
-    SteerResult,
-    identity_ablation_score,
-    identity_ablation_scores,
-    resolve_edits,
-    sae_functions,
-    steer,
-    steer_embeddings,
-)
-from namesae.steer.edits import (
-    OPS,
-    SELF,
-    AddFeature,
-    AddGroup,
-    CodeRef,
-    Edit,
-    ScaleFeature,
-    ScaleGroup,
-    SetFeature,
-    SetGroup,
-    Transfer,
-    ZeroFeature,
-    ZeroGroup,
-    apply_edits,
-    codes_of_ref,
-    edits_to_json,
-    load_edits,
-    load_groups,
-    parse_edit,
-    parse_edits,
-    parse_ref,
-)
-from namesae.steer.record import STEER_FORMAT_VERSION, SteerRecord
-from namesae.steer.run import Steerer, SteerOutcome, SteerRequest, SteerRun, run_steer
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "OPS", "SELF", "STEER_FORMAT_VERSION", "AblationScore", "AblationSummary", "AddFeature", "AddGroup", "CodeRef",
-    "Edit", "ScaleFeature", "ScaleGroup", "SetFeature", "SetGroup", "SteerOutcome", "SteerRecord", "SteerRequest", "SteerResult",
-    "SteerRun", "Steerer", "Transfer", "ZeroFeature", "ZeroGroup", "apply_edits",
-    "codes_of_ref", "edits_to_json", "identity_ablation_score", "identity_ablation_scores", "load_edits",
-    "load_groups", "parse_edit", "parse_edits", "parse_ref", "resolve_edits", "run_steer", "sae_functions",
-    "steer", "steer_embeddings",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".core": (
+        "AblationScore", "AblationSummary", "SteerResult", "identity_ablation_score",
+        "identity_ablation_scores", "resolve_edits", "sae_functions", "steer", "steer_embeddings",
+    ),
+    ".edits": (
+        "OPS", "SELF", "AddFeature", "AddGroup", "CodeRef", "Edit", "ScaleFeature", "ScaleGroup",
+        "SetFeature", "SetGroup", "Transfer", "ZeroFeature", "ZeroGroup", "apply_edits", "codes_of_ref",
+        "edits_to_json", "load_edits", "load_groups", "parse_edit", "parse_edits", "parse_ref",
+    ),
+    ".record": ("STEER_FORMAT_VERSION", "SteerRecord"),
+    ".run": ("Steerer", "SteerOutcome", "SteerRequest", "SteerRun", "run_steer"),
+})

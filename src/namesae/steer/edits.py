@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -56,150 +56,131 @@ def _index(features: Sequence[int], d_sae: int, what: str) -> Tensor:
     return idx
 
 
+class _ColumnEdit:
+    """What the feature and group edits share: `op` (set, add, scale, zero) changes the chosen features' codes by
+    the op's number, the edit's field that `OPS[op]` names (value, amount or factor; zero has none)."""
+
+    op: ClassVar[str]
+
+    def _number(self) -> dict[str, float]:
+        """The op's number as its JSON field ({} for zero)."""
+        return {} if OPS[self.op] is None else {OPS[self.op]: getattr(self, OPS[self.op])}
+
+    def _changed(self, codes: Tensor, features: Sequence[int], what: str) -> Tensor:
+        """A copy of the codes [n, d_sae] with the op applied to the features' columns."""
+        out = codes.clone()
+        idx = _index(features, codes.shape[1], what)
+        number = 0.0 if self.op == "zero" else float(getattr(self, OPS[self.op]))
+        if self.op == "add":
+            out[:, idx] += number
+        elif self.op == "scale":
+            out[:, idx] *= number
+        else:
+            out[:, idx] = number
+        return out
+
+
+class _FeatureEdit(_ColumnEdit):
+    """An op on one feature."""
+
+    feature: int
+
+    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
+        """Codes with the op applied to the feature (the input is not modified)."""
+        return self._changed(codes, [self.feature], self.op)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, the inverse of `parse_edit`."""
+        return {"op": self.op, "feature": self.feature, **self._number()}
+
+
+class _GroupEdit(_ColumnEdit):
+    """An op on every feature of a group, with the group's name (`label`) for metadata."""
+
+    features: tuple[int, ...]
+    label: str | None
+
+    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
+        """Codes with the op applied to the group's features (the input is not modified)."""
+        return self._changed(codes, self.features, f"{self.op} group")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, the inverse of `parse_edit`."""
+        return {"op": self.op, "features": list(self.features), **self._number(), **_label(self.label)}
+
+
 @dataclass(frozen=True)
-class SetFeature:
+class SetFeature(_FeatureEdit):
     """Set one feature's activation to a value."""
 
+    op: ClassVar[str] = "set"
     feature: int
     value: float
 
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the feature set."""
-        out = codes.clone()
-        out[:, _index([self.feature], codes.shape[1], "set")] = float(self.value)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "set", "feature": self.feature, "value": self.value}
-
 
 @dataclass(frozen=True)
-class AddFeature:
-    """Add an amount to one feature's activation (negative subtracts)."""
+class AddFeature(_FeatureEdit):
+    """Add an amount to one feature's activation."""
 
+    op: ClassVar[str] = "add"
     feature: int
-    amount: float
-
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the amount added to the feature."""
-        out = codes.clone()
-        out[:, _index([self.feature], codes.shape[1], "add")] += float(self.amount)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "add", "feature": self.feature, "amount": self.amount}
+    amount: float  # negative subtracts
 
 
 @dataclass(frozen=True)
-class ScaleFeature:
+class ScaleFeature(_FeatureEdit):
     """Multiply one feature's activation by a factor."""
 
+    op: ClassVar[str] = "scale"
     feature: int
-    factor: float
-
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the feature scaled."""
-        out = codes.clone()
-        out[:, _index([self.feature], codes.shape[1], "scale")] *= float(self.factor)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "scale", "feature": self.feature, "factor": self.factor}
+    factor: float  # 0 switches the feature off, like ZeroFeature
 
 
 @dataclass(frozen=True)
-class ZeroFeature:
+class ZeroFeature(_FeatureEdit):
     """Switch one feature off."""
 
+    op: ClassVar[str] = "zero"
     feature: int
-
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the feature at zero."""
-        out = codes.clone()
-        out[:, _index([self.feature], codes.shape[1], "zero")] = 0.0
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "zero", "feature": self.feature}
 
 
 @dataclass(frozen=True)
-class SetGroup:
+class SetGroup(_GroupEdit):
     """Set every feature of a group to a value."""
 
+    op: ClassVar[str] = "set"
     features: tuple[int, ...]
     value: float
     label: str | None = None  # the group's name, for metadata
 
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the group's features set."""
-        out = codes.clone()
-        out[:, _index(self.features, codes.shape[1], "set group")] = float(self.value)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "set", "features": list(self.features), "value": self.value, **_label(self.label)}
-
 
 @dataclass(frozen=True)
-class AddGroup:
+class AddGroup(_GroupEdit):
     """Add an amount to every feature of a group."""
 
+    op: ClassVar[str] = "add"
     features: tuple[int, ...]
-    amount: float
+    amount: float  # negative subtracts
     label: str | None = None
-
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the amount added to the group's features."""
-        out = codes.clone()
-        out[:, _index(self.features, codes.shape[1], "add group")] += float(self.amount)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "add", "features": list(self.features), "amount": self.amount, **_label(self.label)}
 
 
 @dataclass(frozen=True)
-class ScaleGroup:
+class ScaleGroup(_GroupEdit):
     """Multiply every feature of a group by a factor."""
 
+    op: ClassVar[str] = "scale"
     features: tuple[int, ...]
-    factor: float
+    factor: float  # 0 switches the group off, like ZeroGroup
     label: str | None = None
-
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the group's features scaled."""
-        out = codes.clone()
-        out[:, _index(self.features, codes.shape[1], "scale group")] *= float(self.factor)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "scale", "features": list(self.features), "factor": self.factor, **_label(self.label)}
 
 
 @dataclass(frozen=True)
-class ZeroGroup:
+class ZeroGroup(_GroupEdit):
     """Switch every feature of a group off."""
 
+    op: ClassVar[str] = "zero"
     features: tuple[int, ...]
     label: str | None = None
-
-    def apply(self, codes: Tensor) -> Tensor:  # [n, d_sae] -> [n, d_sae]
-        """Codes with the group's features at zero."""
-        out = codes.clone()
-        out[:, _index(self.features, codes.shape[1], "zero group")] = 0.0
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form, the inverse of `parse_edit`."""
-        return {"op": "zero", "features": list(self.features), **_label(self.label)}
 
 
 @dataclass(frozen=True)

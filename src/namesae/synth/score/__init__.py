@@ -11,31 +11,19 @@ depends on what was planted. The demo (`namesae.demo`) and the `--world` / `--tr
 - `world.py`: truth tables, worlds in memory or on disk, and their rows (shared by the scorers).
 """
 
-from namesae.synth.score.basis import score_basis_on_world
-from namesae.synth.score.emergence import (
-    TARGETS,
-    expected_phase,
-    load_series,
-    score_emergence,
-    truth_frequencies,
-    world_series,
-    write_score,
-)
-from namesae.synth.score.identity import score_absorption, score_identity, score_seed_stability
-from namesae.synth.score.search import (
-    PlantedDictionary,
-    feature_labels,
-    planted_dictionary,
-    score_search_on_world,
-    search_rates,
-)
-from namesae.synth.score.steer import IdentityEditScore, score_identity_edits, score_world_ablation
-from namesae.synth.score.world import open_world, truth_of, truth_table, world_rows
+from namesae._lazy import lazy_exports
 
-__all__ = [
-    "TARGETS", "IdentityEditScore", "PlantedDictionary", "expected_phase", "feature_labels", "load_series",
-    "open_world", "planted_dictionary", "score_absorption", "score_basis_on_world", "score_emergence",
-    "score_identity", "score_identity_edits", "score_search_on_world", "score_seed_stability",
-    "score_world_ablation", "search_rates", "truth_frequencies", "truth_of", "truth_table", "world_rows",
-    "world_series", "write_score",
-]
+# Public name -> the module that defines it (imported on first use).
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".basis": ("score_basis_on_world",),
+    ".emergence": (
+        "TARGETS", "expected_phase", "load_series", "score_emergence", "truth_frequencies", "world_series",
+        "write_score",
+    ),
+    ".identity": ("score_absorption", "score_identity", "score_seed_stability"),
+    ".search": (
+        "PlantedDictionary", "feature_labels", "planted_dictionary", "score_search_on_world", "search_rates",
+    ),
+    ".steer": ("IdentityEditScore", "score_identity_edits", "score_world_ablation"),
+    ".world": ("open_world", "truth_of", "truth_table", "world_rows"),
+})
