@@ -113,3 +113,17 @@ def test_the_train_command_names_the_bad_set_in_one_line(tmp_path, capsys, monke
     assert len(err) == 1 and err[0].startswith("namesae: error: --set k=many: field 'k' of TrainConfig must be "
                                                "a number, got 'many'"), err
     assert not (tmp_path / "o").exists()
+
+
+def test_dead_feature_window_follows_the_data() -> None:
+    """Unset, the dead-feature window is two passes over the training rows (10 to 1,000 steps); set, it is kept."""
+    from namesae.sae.config import TrainConfig
+
+    cfg = TrainConfig(batch_size=512)
+    assert cfg.dead_window(80_000) == 313
+    assert cfg.dead_window(100) == 10
+    assert cfg.dead_window(10_000_000) == 1000
+    assert cfg.dead_window(None) == 1000
+    assert TrainConfig(dead_feature_window=77).dead_window(80_000) == 77
+    with pytest.raises(ConfigError, match="dead_feature_window"):
+        TrainConfig(dead_feature_window=0)

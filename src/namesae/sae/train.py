@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
