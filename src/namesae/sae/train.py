@@ -133,12 +133,12 @@ def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, d
         cls, cfg = StandardTrainingSAE, StandardTrainingSAEConfig(
             **common, l1_coefficient=config.l1_coefficient, l1_warm_up_steps=config.sparsity_warmup_steps)
     elif arch == "topk":
-        cls, cfg = TopKTrainingSAE, TopKTrainingSAEConfig(**common, **topk, k=int(config.k))
+        cls, cfg = TopKTrainingSAE, TopKTrainingSAEConfig(**common, **topk, k=int(config.k_for(d_in)))
     elif arch == "batchtopk":
-        cls, cfg = BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig(**common, **topk, k=float(config.k))
+        cls, cfg = BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig(**common, **topk, k=float(config.k_for(d_in)))
     elif arch == "matryoshka":
         cls, cfg = MatryoshkaBatchTopKTrainingSAE, MatryoshkaBatchTopKTrainingSAEConfig(
-            **common, **topk, k=float(config.k), matryoshka_widths=list(config.levels(d_sae)))
+            **common, **topk, k=float(config.k_for(d_in)), matryoshka_widths=list(config.levels(d_sae)))
     elif arch == "jumprelu":
         cls, cfg = JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig(
             **common, l0_coefficient=config.l0_coefficient, l0_warm_up_steps=config.sparsity_warmup_steps,
