@@ -296,8 +296,8 @@ def _identity(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, out: Pat
     return result
 
 
-def _seed_stability(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path, card: Scorecard,
-                    progress: bool) -> None:
+def _seed_stability(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path,
+                    card: Scorecard, progress: bool) -> None:
     import dataclasses
 
     from namesae.identity import add_seed_stability, write_identity
@@ -361,7 +361,8 @@ def _absorption(settings: DemoSettings, out: Path, card: Scorecard, progress: bo
          "compositional full names: mean absorption of the parts they carry (the no-absorption level)")])
 
 
-def _groups(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
+def _groups(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path,
+            card: Scorecard) -> None:
     import numpy as np
 
     from namesae.groups import name_groups, score_groups_on_planted
@@ -409,7 +410,8 @@ def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scoreca
              what="phase at the last checkpoint equals the planted phase")
 
 
-def _steer(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
+def _steer(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path,
+           card: Scorecard) -> None:
     from namesae.synth.score.steer import score_identity_edits
 
     features = {r.name: list(r.identity_features) for r in identity.records if r.dedicated}
@@ -470,7 +472,8 @@ def _icons(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -
         card.paths["dino_store"] = str(embed_rendered_rows(out))  # the report's DINOv2-vs-CLIP rigidity plot
 
 
-def _basis_search(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, out: Path, card: Scorecard) -> None:
+def _basis_search(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, out: Path,
+                  card: Scorecard) -> None:
     from namesae.sae import encode
     from namesae.synth.score.basis import score_basis_on_world
     from namesae.synth.score.search import score_search_on_world, search_rates

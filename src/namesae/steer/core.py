@@ -95,7 +95,8 @@ def sae_functions(sae: TrainedSAE) -> tuple[Encode, Decode]:
     return (lambda x: encode(sae, x)), (lambda f: decode(sae, f))
 
 
-def steer(sae: TrainedSAE, x: Tensor | np.ndarray, edits: Sequence[Edit], keep_norm: bool = False) -> SteerResult:
+def steer(sae: TrainedSAE, x: Tensor | np.ndarray, edits: Sequence[Edit],
+          keep_norm: bool = False) -> SteerResult:
     """Steer store-unit embeddings x [n, d] with a namesae SAE (see `steer_embeddings`)."""
     encode, decode = sae_functions(sae)
     return steer_embeddings(torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x), edits, encode,

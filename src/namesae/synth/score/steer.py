@@ -85,8 +85,8 @@ class IdentityEditScore:
                 "moved_to_parts_ceiling": self.moved_to_parts_ceiling}
 
 
-def score_identity_edits(sae: TrainedSAE, world_dir: str | Path, identity_features: Mapping[str, Sequence[int]]
-                         ) -> IdentityEditScore:
+def score_identity_edits(sae: TrainedSAE, world_dir: str | Path,
+                         identity_features: Mapping[str, Sequence[int]]) -> IdentityEditScore:
     """`score_world_ablation` on the world written in `world_dir`, plus the planted identity component each edit
     removes and the ceiling of moved_to_parts (the planted identity direction projected out exactly)."""
     from namesae.store import EmbeddingStore
