@@ -155,6 +155,20 @@ def test_one_atomic_write_helper_lives_in_io():
     assert ours == {}, "write through namesae.io.atomic_file / atomic_write_* / atomic_dir instead"
 
 
+# DESIGN/STYLE: one helper per job. Reading a store through an SAE is namesae.sae's job.
+CODE_READERS = ("check_space", "iter_codes", "iter_sparse_codes", "sparse_encode", "topk_sparse_k",
+                "encode_store", "SparseEncoder")
+
+
+def test_one_space_check_and_every_code_iterator_live_in_sae_codes():
+    homes: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in CODE_READERS:
+                homes.setdefault(node.name, []).append(path.relative_to(PACKAGE).as_posix())
+    assert homes == {name: ["sae/codes.py"] for name in CODE_READERS}
+
+
 # ---- file modes -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def umask_022():

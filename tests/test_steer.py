@@ -317,16 +317,16 @@ def test_kandinsky_prior_turns_a_prompt_into_an_embedding_of_the_decoders_space(
 
 
 def test_space_mismatch_fails_clearly(decoders, tiny):
-    from namesae.decoders import DecoderError, check_space, load_decoder
+    from namesae.decoders import DecoderError, check_decoder_space, load_decoder
 
     info = decoders["kandinsky22"].info
     with pytest.raises(SpaceMismatchError, match="'synth:0:image' but the kandinsky22 decoder .* expects "
                                                  "'open_clip:tiny:seed0:image'"):
-        check_space(info, "synth:0:image", D_IN, "SAE runs/sae")
+        check_decoder_space(info, "synth:0:image", D_IN, "SAE runs/sae")
     with pytest.raises(SpaceMismatchError, match="has dim 1280 but the kandinsky22 decoder .* takes 64-d"):
-        check_space(info, info.space, 1280, "SAE runs/sae")
+        check_decoder_space(info, info.space, 1280, "SAE runs/sae")
     with pytest.raises(SpaceMismatchError, match="text-space SAE cannot condition"):
-        check_space(info, "open_clip:tiny:seed0:text", D_IN, "SAE runs/sae")
+        check_decoder_space(info, "open_clip:tiny:seed0:text", D_IN, "SAE runs/sae")
     with pytest.raises(DecoderError, match="holds a kandinsky22 pipeline, not sd21-unclip"):
         load_decoder("sd21-unclip", str(tiny["kandinsky22"]))
     with pytest.raises(DecoderError, match=r"embeddings must be \[n, 64\]"):

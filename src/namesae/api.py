@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from namesae.features.result import FeaturesResult
     from namesae.features import FeatureConfig
+    from namesae.features.result import FeaturesResult
     from namesae.groups import GroupConfig, GroupsResult
     from namesae.identity import IdentityConfig, IdentityResult
     from namesae.sae import TrainConfig, TrainedSAE
@@ -82,8 +82,8 @@ def train(store: StoreLike, out: str | Path | None = None, config: TrainConfig |
 def features(store: StoreLike, sae: TrainedSAE, config: FeatureConfig | None = None, vocab: StoreLike | None = None,
              progress: bool = False, **fields: Any) -> FeaturesResult:
     """Per-feature statistics of the SAE over the store, labelled from a vocabulary store when given."""
-    from namesae.features.result import FeaturesResult
     from namesae.features import FeatureConfig, compute_feature_stats, labels_from_store
+    from namesae.features.result import FeaturesResult
 
     cfg = _settings(FeatureConfig, config, fields)
     with _opened(store) as s, _opened(vocab) as v:
@@ -154,7 +154,7 @@ def steer(sae: TrainedSAE, x: torch.Tensor | np.ndarray, edits: Edit | Sequence[
     return steer_codes(sae, x, list(edits), keep_norm)
 
 
-def _where(sae: Any) -> str | None:
+def _where(sae: TrainedSAE) -> str | None:
     """The SAE's folder as written into result files (None for an SAE that was never saved)."""
     path = getattr(sae, "path", None)
     return None if path is None else str(path)

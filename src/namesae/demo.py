@@ -23,12 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from namesae.config import config_from_dict, load_toml
 from namesae.errors import ConfigError
 from namesae.io import atomic_write_json
 from namesae.scorecard import ScorecardLine, save_scorecard
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +265,7 @@ def _train(settings: DemoSettings, world_dir: Path, sae_dir: Path, card: Scoreca
     return sae
 
 
-def _identity(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard,
+def _identity(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, out: Path, card: Scorecard,
               progress: bool) -> Any:
     from namesae.identity import load_prior_names, run_identity, write_features, write_identity
     from namesae.store import EmbeddingStore
@@ -293,8 +296,8 @@ def _identity(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card
     return result
 
 
-def _seed_stability(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard,
-                    progress: bool) -> None:
+def _seed_stability(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path,
+                    card: Scorecard, progress: bool) -> None:
     import dataclasses
 
     from namesae.identity import add_seed_stability, write_identity
@@ -358,7 +361,8 @@ def _absorption(settings: DemoSettings, out: Path, card: Scorecard, progress: bo
          "compositional full names: mean absorption of the parts they carry (the no-absorption level)")])
 
 
-def _groups(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
+def _groups(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path,
+            card: Scorecard) -> None:
     import numpy as np
 
     from namesae.groups import name_groups, score_groups_on_planted
@@ -406,7 +410,8 @@ def _emergence(settings: DemoSettings, world_dir: Path, out: Path, card: Scoreca
              what="phase at the last checkpoint equals the planted phase")
 
 
-def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out: Path, card: Scorecard) -> None:
+def _steer(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, identity: Any, out: Path,
+           card: Scorecard) -> None:
     from namesae.synth.score.steer import score_identity_edits
 
     features = {r.name: list(r.identity_features) for r in identity.records if r.dedicated}
@@ -431,7 +436,7 @@ def _steer(settings: DemoSettings, sae: Any, world_dir: Path, identity: Any, out
         card.paths["steer_images"] = str(out / "side_by_side.png")
 
 
-def _steer_images(sae: Any, world_dir: Path, name: str, features: list[int], out: Path) -> None:
+def _steer_images(sae: TrainedSAE, world_dir: Path, name: str, features: list[int], out: Path) -> None:
     """Steer one found identity as `namesae steer` does: its mean image embedding, identity features zeroed, decoded
     by a tiny random Kandinsky 2.2 built in the SAE's space (the images show the mechanics, not a face)."""
     from namesae.decoders import info_dict, load_decoder, quiet_loading, resolve_model
@@ -467,7 +472,8 @@ def _icons(settings: DemoSettings, out: Path, card: Scorecard, progress: bool) -
         card.paths["dino_store"] = str(embed_rendered_rows(out))  # the report's DINOv2-vs-CLIP rigidity plot
 
 
-def _basis_search(settings: DemoSettings, sae: Any, world_dir: Path, out: Path, card: Scorecard) -> None:
+def _basis_search(settings: DemoSettings, sae: TrainedSAE, world_dir: Path, out: Path,
+                  card: Scorecard) -> None:
     from namesae.sae import encode
     from namesae.synth.score.basis import score_basis_on_world
     from namesae.synth.score.search import score_search_on_world, search_rates

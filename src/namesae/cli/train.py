@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from namesae.cli.options import config_option, progress_option
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 
 def train(
@@ -49,7 +52,7 @@ def train(
     report(sae, out)
 
 
-def report(sae: Any, out: Path, prefix: str = "") -> None:
+def report(sae: TrainedSAE, out: Path, prefix: str = "") -> None:
     """Print a trained SAE's held-out numbers and where it was written (rank 0 only under torchrun)."""
     import os
 

@@ -11,7 +11,7 @@ image embeddings (`image_embeds=`), with seeded, reproducible calls.
 Every image has its own CPU `torch.Generator` seeded with its seed (the prior and the decoder each get a fresh one),
 so a seed gives the same image whatever the batch it is drawn in, up to floating-point differences of batched
 kernels. A decoder knows its embedding `space` (the store space of the embeddings it expects, e.g.
-`open_clip:ViT-bigG-14:laion2b_s39b_b160k:image`) and `dim`; `check_space` refuses an SAE or store from another.
+`open_clip:ViT-bigG-14:laion2b_s39b_b160k:image`) and `dim`; `check_decoder_space` refuses an SAE or store from another.
 Folders written by namesae carry `namesae_decoder.json` (kind, space, dim, image encoder, default settings).
 
 Modules: `spaces.py` (pipeline kinds, DecodeSettings, DecoderInfo, the space a decoder expects, namesae_decoder.json;
@@ -29,8 +29,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ),
     ".spaces": (
         "HUB_MODELS", "KIND_DEFAULTS", "META_FILE", "PIPELINES", "DecoderError", "DecoderInfo",
-        "DecodeSettings", "DrawSettings", "check_space", "describe_decoder", "encoder_for_space", "info_dict",
-        "read_meta",
+        "DecodeSettings", "DrawSettings", "check_decoder_space", "describe_decoder", "encoder_for_space",
+        "info_dict", "read_meta",
     ),
     ".tiny": (
         "TINY_DEFAULTS", "build_tiny_pipeline", "clip_tokenizer", "default_tiny_space", "tiny_kandinsky",

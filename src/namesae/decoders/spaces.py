@@ -97,7 +97,7 @@ class DecoderInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-def check_space(info: DecoderInfo, space: str | None, dim: int, what: str) -> None:
+def check_decoder_space(info: DecoderInfo, space: str | None, dim: int, what: str) -> None:
     """Raise SpaceMismatchError unless `what` (an SAE, a store) lives in the decoder's space and dim; a space of
     None (a foreign SAELens SAE) is checked by dim only."""
     if dim != info.dim:

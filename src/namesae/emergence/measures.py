@@ -36,13 +36,14 @@ from namesae.features import (
     FeatureStats,
     batch_rows_for,
     factorize_names,
-    iter_codes,
     largest_name,
     top_k_per_group,
 )
 from namesae.identity import IdentityConfig, identity_records
+from namesae.sae.codes import iter_codes
 
 if TYPE_CHECKING:
+    from namesae.sae.model import TrainedSAE
     from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def grouped_stats_from_codes(codes: Any, names: Sequence[str], prompts: Sequence
     return GroupedStats(groups, collapse_groups(groups, group_name, uniq), group_name, uniq)
 
 
-def grouped_stats(sae: Any, store: EmbeddingStore, kind: str | None, batch_rows: int,
+def grouped_stats(sae: TrainedSAE, store: EmbeddingStore, kind: str | None, batch_rows: int,
                   progress: bool = False) -> GroupedStats:
     """Encode a store's rows (optionally of one kind) and accumulate feature statistics per (name, prompt)."""
     rows = store.select(kind=kind) if kind else np.arange(len(store), dtype=np.int64)

@@ -9,7 +9,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-
 from namesae.config import config_from_dict, config_to_dict
 from namesae.emergence.config import EmergenceConfig
 from namesae.emergence.families import name_links, unit_rows
@@ -121,9 +120,8 @@ def run_emergence(series: Series, config: EmergenceConfig | None = None, out_dir
     (on their [train] device), then loaded on `device` for encoding."""
     from tqdm.auto import tqdm
 
-    from namesae.features import check_space
     from namesae.identity import load_prior_names
-    from namesae.sae import load_sae
+    from namesae.sae import check_space, load_sae
 
     config = config or EmergenceConfig()
     out = Path(out_dir)

@@ -19,7 +19,7 @@ Definitions (DESIGN.md, "The science"), for SAE codes f = SAE.encode(x) >= 0 of 
                         margin(j) = that cosine minus the runner-up phrase's cosine.
 
 Modules: `config.py` (FeatureConfig), `stats.py` (FeatureStats and its measures), `accumulate.py` (the batched
-accumulator), `encode.py` (codes of a store, the statistics of a whole store), `labels.py` (zero-shot labels,
+accumulator), `encode.py` (the statistics of a whole store, read through `namesae.sae.codes`), `labels.py` (zero-shot labels,
 encoder spaces).
 """
 
@@ -29,10 +29,9 @@ from namesae._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".accumulate": ("FeatureAccumulator", "factorize_names", "feature_stats_from_codes", "largest_name"),
     ".config": ("FeatureConfig",),
-    ".encode": (
-        "batch_rows_for", "check_space", "compute_feature_stats", "iter_codes", "iter_sparse_codes",
-        "sparse_encode", "topk_sparse_k",
-    ),
+    ".encode": ("batch_rows_for", "compute_feature_stats"),
+    # Reading a store through an SAE belongs to namesae.sae; these names stay here for code that imports them.
+    "namesae.sae.codes": ("check_space", "iter_codes", "iter_sparse_codes", "sparse_encode", "topk_sparse_k"),
     ".labels": (
         "check_vocab_space", "iter_name_batches", "labels_from_store", "same_encoder", "zero_shot_labels",
     ),

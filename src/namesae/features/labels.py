@@ -12,7 +12,7 @@ from namesae.features.accumulate import factorize_names
 from namesae.features.stats import FeatureLabels
 
 if TYPE_CHECKING:
-
+    from namesae.sae import TrainedSAE
     from namesae.store import EmbeddingStore
 
 
@@ -53,7 +53,7 @@ def zero_shot_labels(directions: Any, phrases: Any, phrase_labels: Sequence[str]
     )
 
 
-def labels_from_store(sae: Any, vocab: EmbeddingStore, center: bool = False) -> FeatureLabels:
+def labels_from_store(sae: TrainedSAE, vocab: EmbeddingStore, center: bool = False) -> FeatureLabels:
     """Zero-shot labels of an SAE's features from a vocabulary store (row name = the phrase's label)."""
     check_vocab_space(sae, vocab)
     directions = sae.decoder_directions()
@@ -68,7 +68,7 @@ def same_encoder(space_a: str, space_b: str) -> bool:
     return strip(space_a) == strip(space_b)
 
 
-def check_vocab_space(sae: Any, vocab: EmbeddingStore) -> None:
+def check_vocab_space(sae: TrainedSAE, vocab: EmbeddingStore) -> None:
     """Refuse a vocabulary store embedded by another encoder than the SAE's store (modality may differ)."""
     sae_space = getattr(sae, "space", None)
     if vocab.dim != int(sae.d_in) or (sae_space and not same_encoder(sae_space, vocab.space)):

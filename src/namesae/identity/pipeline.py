@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,9 +38,12 @@ from namesae.identity.attributes import (
     load_ladders,
 )
 from namesae.identity.composition import part_compositions
-from namesae.names import text_lines
 from namesae.identity.result import IdentityResult
+from namesae.names import text_lines
 from namesae.store import EmbeddingStore
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ def ladder_embeddings(ladders: Sequence[Ladder], image_store: EmbeddingStore,
 
 
 def run_identity(
-    sae: Any,
+    sae: TrainedSAE | None,
     store: EmbeddingStore,
     config: IdentityConfig | None = None,
     feature_config: FeatureConfig | None = None,
@@ -96,7 +99,9 @@ def run_identity(
     stats: FeatureStats | None = None,
     progress: bool = False,
 ) -> IdentityResult:
-    """Identity analysis of every name in `store` (the SAE's store): features, rigidity, parts, attributes, z."""
+    """Identity analysis of every name in `store` (the SAE's store): features, rigidity, parts, attributes, z.
+
+    `sae` may be None when `stats` is given and there is no `vocab` to label features with."""
     config = config or IdentityConfig()
     notes: list[str] = []
     if stats is None:

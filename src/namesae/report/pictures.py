@@ -69,7 +69,7 @@ def group_label(name: str, index: int) -> str:
 def load_run_decoder(run_dir: Path, pipeline: str | None, model: str | None, space: str | None, dim: int,
                      device: str = "cpu") -> tuple[Any, str, str | None]:
     """The decoder to draw with: the given one, else the one run.json records; (decoder, pipeline, model)."""
-    from namesae.decoders import check_space, load_decoder, quiet_loading, resolve_model
+    from namesae.decoders import check_decoder_space, load_decoder, quiet_loading, resolve_model
 
     recorded = read_run(run_dir).decoder or {}
     pipeline = pipeline or recorded.get("pipeline") or "kandinsky22"
@@ -80,7 +80,7 @@ def load_run_decoder(run_dir: Path, pipeline: str | None, model: str | None, spa
     quiet_loading()
     path = resolve_model(pipeline, model, space=space, dim=dim)
     decoder = load_decoder(pipeline, path, device=device)
-    check_space(decoder.info, space, dim, f"the SAE of {run_dir}")
+    check_decoder_space(decoder.info, space, dim, f"the SAE of {run_dir}")
     return decoder, pipeline, model
 
 

@@ -12,7 +12,8 @@ Python API::
 Every SAE folder opens with `sae_lens.SAE.load_from_disk(folder)` and gives the same codes on store rows.
 Modules: `config` (TrainConfig), `data` (filters, split, stream), `fast` (fused TopK-family step), `train`
 (the run: checkpoints, resume, metrics), `state` (resumable state), `metrics` (SAEMetrics, metrics.json),
-`model` (TrainedSAE, load/save).
+`model` (TrainedSAE, encode/decode, load/save), `codes` (the space check and every iterator of a store's codes,
+dense or sparse: the one path by which other stages read a store through an SAE).
 """
 
 from namesae._lazy import lazy_exports
@@ -22,10 +23,11 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "namesae.devices": ("resolve_device",),
     ".config": ("ARCHITECTURES", "ENGINES", "TrainConfig"),
     ".data": ("RowSplit", "StoreStream", "select_rows", "split_rows"),
-    ".metrics": ("METRICS_FORMAT_VERSION", "SAEMetrics"),
-    ".model": (
-        "CodeBlock", "TrainedSAE", "build_sae_from_weights", "check_space", "decode", "encode",
-        "encode_store", "load_sae",
+    ".codes": (
+        "CodeBlock", "SparseEncoder", "check_space", "encode_store", "iter_codes", "iter_sparse_codes",
+        "sparse_encode", "topk_sparse_k",
     ),
+    ".metrics": ("METRICS_FORMAT_VERSION", "SAEMetrics"),
+    ".model": ("TrainedSAE", "build_sae_from_weights", "decode", "encode", "load_sae"),
     ".train": ("RunPlan", "build_training_sae", "plan_run", "train_sae"),
 })

@@ -79,9 +79,10 @@ class Buffers:
         return buf
 
 
-def apply_grads(sae: Any, grads: dict[str, torch.Tensor]) -> None:
-    """Put computed gradients into each parameter's persistent .grad (allocated once, reused every step)."""
-    for name, param in sae.named_parameters():
+def apply_grads(training_sae: Any, grads: dict[str, torch.Tensor]) -> None:
+    """Put computed gradients into the persistent .grad of each parameter of a SAELens TrainingSAE (allocated
+    once, reused every step)."""
+    for name, param in training_sae.named_parameters():
         g = grads[name]
         if param.grad is None or param.grad.shape != param.shape:
             param.grad = g if g.is_contiguous() else g.contiguous()
@@ -100,13 +101,14 @@ def record_firing(trainer: Any, fired: torch.Tensor, dist: Any = None) -> None:
     trainer.n_frac_active_samples += trainer.cfg.train_batch_size_samples
 
 
-def optimizer_step(trainer: Any, sae: Any, grads: dict[str, torch.Tensor], dist: Any = None) -> None:
+def optimizer_step(trainer: Any, training_sae: Any, grads: dict[str, torch.Tensor],
+                   dist: Any = None) -> None:
     """Average gradients over ranks (when data-parallel), set them, clip to norm 1 and step the optimizer and the
     schedules, as SAELens's trainer does after its backward pass."""
     if dist is not None:
         grads = dist.reduce_grads(grads)
-    apply_grads(sae, grads)
-    torch.nn.utils.clip_grad_norm_(list(sae.parameters()), 1.0)
+    apply_grads(training_sae, grads)
+    torch.nn.utils.clip_grad_norm_(list(training_sae.parameters()), 1.0)
     trainer.optimizer.step()  # the .grad tensors stay allocated: the next step overwrites them
     trainer.lr_scheduler.step()
     for scheduler in trainer.coefficient_schedulers.values():

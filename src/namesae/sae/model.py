@@ -9,7 +9,8 @@ rows are unit norm, so a code f_j is the length of feature j's contribution to t
 fields (`checksum`); `load_sae` verifies them (`verify=True`, the default), so a flipped byte anywhere in the folder
 is refused instead of giving different numbers. A folder without `namesae.json` (a plain SAELens SAE) still loads,
 with a warning: its weights cannot be verified, and its space is read from SAELens's `cfg.json` metadata when
-namesae wrote it; when no space is known, `check_space` checks the dimension only and warns that it did.
+namesae wrote it; when no space is known, `check_space` (`namesae.sae.codes`) checks the dimension only and warns
+that it did.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ from namesae.io import (
     sha256_file,
 )
 from namesae.sae.metrics import save_metrics
-from namesae.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 TRAIN_LOG_FILE = "train_log.json"
 NORMALIZATIONS = ("none", "unit_mean_squared_norm")
-_warned_unchecked: set[str] = set()
 
 
 @dataclass
@@ -75,6 +73,8 @@ class TrainedSAE:
     """Progress records (step, loss, mse, l0, explained_variance) written during training."""
     training_model: Any = None
     """The live SAELens TrainingSAE in training units (only on the object `train_sae` returns)."""
+    _warned_unchecked_space: bool = field(default=False, init=False, repr=False, compare=False)
+    """Whether `namesae.sae.codes.check_space` has warned that this SAE records no space (it warns once)."""
 
     @property
     def d_in(self) -> int:
@@ -149,43 +149,6 @@ def decode(sae: TrainedSAE, codes: Any) -> Any:
     t = _as_tensor(codes, sae.d_sae, "codes", sae)
     with torch.no_grad():
         return sae.model.decode(t.to(sae.model.device, sae.model.dtype)).float().cpu()
-
-
-def check_space(sae: TrainedSAE, store: EmbeddingStore) -> None:
-    """Refuse a store whose dimension or space differs from the SAE's (SpaceMismatchError naming both)."""
-    if not sae.space:
-        key = str(sae.path)
-        if key not in _warned_unchecked:
-            _warned_unchecked.add(key)
-            log.warning("%s: the SAE records no embedding space (no namesae.json); only the dimension of %s was "
-                        "checked", sae.path, store.path)
-    if int(sae.d_in) != store.dim:
-        raise SpaceMismatchError(f"{store.path}: store dim {store.dim} differs from the SAE's d_in {sae.d_in} "
-                                 f"(SAE {sae.path}, space {sae.space!r}); use the store the SAE was trained on")
-    if sae.space and sae.space != store.space:
-        raise SpaceMismatchError(f"{store.path}: store space {store.space!r} differs from the SAE's space "
-                                 f"{sae.space!r} (SAE {sae.path}); use a store embedded with the SAE's encoder")
-
-
-@dataclass
-class CodeBlock:
-    """Codes of a run of rows: `rows[i]` is the store row of `codes[i]`; `start` is the offset in the request."""
-
-    start: int
-    rows: np.ndarray  # [b] store rows
-    codes: Any  # torch float32 [b, d_sae]
-
-
-def encode_store(sae: TrainedSAE, store: EmbeddingStore, rows: np.ndarray | None = None,
-                 batch_size: int = 4096) -> Iterator[CodeBlock]:
-    """Encode a store's rows (all, or the given ones in their order) batch by batch."""
-    check_space(sae, store)
-    rows = np.arange(len(store), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    for start in range(0, rows.size, batch_size):
-        chunk = rows[start:start + batch_size]
-        contiguous = chunk[-1] - chunk[0] + 1 == chunk.size and bool(np.all(np.diff(chunk) == 1))
-        x = store.read(int(chunk[0]), int(chunk[-1]) + 1) if contiguous else store.read_rows(chunk)
-        yield CodeBlock(start, chunk, encode(sae, x))
 
 
 # ---- disk ----------------------------------------------------------------------------------------------------

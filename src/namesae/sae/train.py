@@ -155,8 +155,10 @@ def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, space: str, d
         return cls(cfg)
 
 
-def build_trainer(config: TrainConfig, sae: Any, steps: int, device: str, n_train: int | None = None) -> Any:
-    """A SAELens SAETrainer holding the optimizer, schedules and feature counters of the run."""
+def build_trainer(config: TrainConfig, training_sae: Any, steps: int, device: str,
+                  n_train: int | None = None) -> Any:
+    """A SAELens SAETrainer over `training_sae` (a SAELens TrainingSAE) holding the optimizer, schedules and
+    feature counters of the run."""
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
@@ -167,7 +169,7 @@ def build_trainer(config: TrainConfig, sae: Any, steps: int, device: str, n_trai
         lr_warm_up_steps=config.lr_warmup_steps, lr_decay_steps=config.lr_decay_steps, device=device,
         dead_feature_window=config.dead_window(n_train), n_checkpoints=0, checkpoint_path=None,
         save_final_checkpoint=False, logger=LoggingConfig(log_to_wandb=False), autocast=config.autocast())
-    return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=iter(()))
+    return SAETrainer(cfg=trainer_cfg, sae=training_sae, data_provider=iter(()))
 
 
 def use_fused_adam(trainer: Any) -> None:

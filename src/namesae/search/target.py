@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from namesae.encoders import TextEncoder
 from namesae.errors import NamesaeError
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 Codes = Callable[[np.ndarray], Any]  # embeddings [n, d] -> codes [n, d_sae] (numpy or torch)
 
@@ -49,7 +52,7 @@ class FeatureTarget:
         return out
 
 
-def sae_target(sae: Any, features: Sequence[int], label: str = "") -> FeatureTarget:
+def sae_target(sae: TrainedSAE, features: Sequence[int], label: str = "") -> FeatureTarget:
     """A FeatureTarget over a trained SAE (`namesae.sae.load_sae`): codes via `encode`, decoder directions."""
     from namesae.sae import encode
 

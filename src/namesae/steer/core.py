@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from namesae.steer.edits import CodeRef, Decode, Edit, Encode, Transfer, ZeroGroup, apply_edits
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 
 # ---- resolving references --------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def steer_embeddings(x: Tensor, edits: Sequence[Edit], encode: Encode, decode: D
     return SteerResult(y.to(x.dtype), x, codes, edited, error, list(edits))
 
 
-def sae_functions(sae: Any) -> tuple[Encode, Decode]:
+def sae_functions(sae: TrainedSAE) -> tuple[Encode, Decode]:
     """encode / decode closures over an SAE in store units (a namesae `TrainedSAE`, or anything with the same
     `encode(x)` / `decode(f)` methods)."""
     if hasattr(sae, "encode") and hasattr(sae, "decode"):
@@ -92,7 +95,8 @@ def sae_functions(sae: Any) -> tuple[Encode, Decode]:
     return (lambda x: encode(sae, x)), (lambda f: decode(sae, f))
 
 
-def steer(sae: Any, x: Tensor | np.ndarray, edits: Sequence[Edit], keep_norm: bool = False) -> SteerResult:
+def steer(sae: TrainedSAE, x: Tensor | np.ndarray, edits: Sequence[Edit],
+          keep_norm: bool = False) -> SteerResult:
     """Steer store-unit embeddings x [n, d] with a namesae SAE (see `steer_embeddings`)."""
     encode, decode = sae_functions(sae)
     return steer_embeddings(torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x), edits, encode,

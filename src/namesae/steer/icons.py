@@ -25,13 +25,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from namesae.errors import ConfigError
 from namesae.io import atomic_write_json, confined_file, require_format
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ def _with_settings(decoder: Any, recipe: IconRecipe) -> Any:
     return decoder
 
 
-def icon_embeddings(sae: Any, codes: torch.Tensor, recipe: IconRecipe, mean: torch.Tensor | None,
+def icon_embeddings(sae: TrainedSAE, codes: torch.Tensor, recipe: IconRecipe, mean: torch.Tensor | None,
                     norm: float | None) -> torch.Tensor:
     """Embeddings [n, d] that carry the given codes [n, d_sae] on the recipe's base, rescaled to `norm`."""
     directions = codes @ sae.decoder_directions()
@@ -177,7 +180,7 @@ def _decode_missing(decoder: Any, jobs: list[tuple[str, torch.Tensor, Path, dict
     return len(todo)
 
 
-def render_icons(sae: Any, decoder: Any, features: Sequence[int], out_dir: str | Path,
+def render_icons(sae: TrainedSAE, decoder: Any, features: Sequence[int], out_dir: str | Path,
                  recipe: IconRecipe | None = None, activations: Mapping[int, float] | None = None,
                  groups: Mapping[str, Sequence[int]] | None = None, mean: torch.Tensor | None = None,
                  norm: float | None = 1.0, batch: int = 32, progress: bool = True) -> IconIndex:

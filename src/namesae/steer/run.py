@@ -17,11 +17,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from namesae.errors import ConfigError, NamesaeError, SpaceMismatchError
+from namesae.errors import ConfigError, NamesaeError
 from namesae.steer.core import resolve_edits, sae_functions
 from namesae.steer.edits import CodeRef, Edit, Transfer, load_edits, load_groups
 from namesae.steer.images import (
@@ -35,6 +35,9 @@ from namesae.steer.images import (
     steer_images,
     write_steer_outputs,
 )
+
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +170,7 @@ class SteerRun:
 class Steerer:
     """An SAE, a decoder and an open store, loaded once, that steer request after request (`steer`)."""
 
-    def __init__(self, request: SteerRequest, sae: Any, decoder: Any, store: Any | None) -> None:
+    def __init__(self, request: SteerRequest, sae: TrainedSAE, decoder: Any, store: Any | None) -> None:
         self.request, self.sae, self.decoder, self.store = request, sae, decoder, store
         self.encode, self.decode = sae_functions(sae)
         self._image_encoder: Any = None
@@ -175,16 +178,16 @@ class Steerer:
     @classmethod
     def open(cls, request: SteerRequest, load_prior: bool | None = None) -> Steerer:
         """Load what `request` names: the SAE, its store, the decoder (checked against the SAE's space first)."""
-        from namesae.devices import resolve_device
         from namesae.decoders import (
             DecodeSettings,
-            check_space,
+            check_decoder_space,
             describe_decoder,
             load_decoder,
             quiet_loading,
             resolve_model,
         )
-        from namesae.sae import load_sae
+        from namesae.devices import resolve_device
+        from namesae.sae import check_space, load_sae
         from namesae.store import EmbeddingStore
 
         request = replace(request, device=resolve_device(request.device))
@@ -193,23 +196,21 @@ class Steerer:
         sae = load_sae(request.sae, device=request.device)
         store = EmbeddingStore.open(request.store) if request.store is not None else None
         try:
-            if store is not None and (store.dim != sae.d_in or sae.space not in (None, store.space)):
-                raise SpaceMismatchError(f"{request.store}: space '{store.space}' ({store.dim}-d) but the SAE "
-                                         f"{request.sae} was trained on '{sae.space}' ({sae.d_in}-d); pass the store "
-                                         f"it was trained on")
+            if store is not None:
+                check_space(sae, store)
             settings = DecodeSettings(height=request.height, width=request.width, steps=request.steps,
                                       guidance_scale=request.guidance_scale, noise_level=request.noise_level,
                                       embed_norm=request.embed_norm,
                                       negative=request.negative if request.pipeline == "kandinsky22" else None)
             model = resolve_model(request.pipeline, request.model, space=sae.space, dim=sae.d_in)
             what = f"SAE {request.sae}"
-            check_space(describe_decoder(request.pipeline, model, request.prior, request.decoder_space), sae.space,
-                        sae.d_in, what)  # before minutes of loading weights
+            check_decoder_space(describe_decoder(request.pipeline, model, request.prior, request.decoder_space),
+                                sae.space, sae.d_in, what)  # before minutes of loading weights
             quiet_loading()
             decoder = load_decoder(request.pipeline, model, request.prior, device=request.device,
                                    dtype=request.dtype, settings=settings, space=request.decoder_space,
                                    load_prior=load_prior)
-            check_space(decoder.info, sae.space, sae.d_in, what)
+            check_decoder_space(decoder.info, sae.space, sae.d_in, what)
         except BaseException:
             if store is not None:
                 store.close()
@@ -230,8 +231,8 @@ class Steerer:
     def image_encoder(self) -> Any:
         """The open_clip image encoder of the SAE's space, built on first use; a clear error when it has none."""
         if self._image_encoder is None:
-            from namesae.encoders import load_encoder
             from namesae.decoders import encoder_for_space
+            from namesae.encoders import load_encoder
 
             spec = encoder_for_space(self.sae.space or self.decoder.space)
             if spec is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,8 +21,11 @@ from namesae.steer import (
 )
 from namesae.synth import compositional_prediction, load_world
 
+if TYPE_CHECKING:
+    from namesae.sae import TrainedSAE
 
-def score_world_ablation(sae: Any, world: Any, identity_features: Mapping[str, Sequence[int]],
+
+def score_world_ablation(sae: TrainedSAE, world: Any, identity_features: Mapping[str, Sequence[int]],
                          store: Any = None, names: Sequence[str] | None = None) -> AblationSummary:
     """On a synthetic world: zero each name's identity features in its image rows; score against its parts.
 
@@ -82,8 +85,8 @@ class IdentityEditScore:
                 "moved_to_parts_ceiling": self.moved_to_parts_ceiling}
 
 
-def score_identity_edits(sae: Any, world_dir: str | Path, identity_features: Mapping[str, Sequence[int]]
-                         ) -> IdentityEditScore:
+def score_identity_edits(sae: TrainedSAE, world_dir: str | Path,
+                         identity_features: Mapping[str, Sequence[int]]) -> IdentityEditScore:
     """`score_world_ablation` on the world written in `world_dir`, plus the planted identity component each edit
     removes and the ceiling of moved_to_parts (the planted identity direction projected out exactly)."""
     from namesae.store import EmbeddingStore
