@@ -84,9 +84,20 @@ def score(sae_dir: Path, world: Path) -> dict:
     metrics = json.loads((sae_dir / "metrics.json").read_text())
     out = {k: metrics[k] for k in ("explained_variance", "mean_l0", "dead_fraction", "dense_fraction", "train_seconds")}
     out["identity_directions_learned"] = learned_share(sae_dir, world, truth)
+    # Scale: the same SAE over a store of every 20th full name with its parts; the same verdicts?
+    from identity_scale import subset_store
+
+    small, _ = subset_store(world, world.parent / f"{world.name}-subset-20.h5")
+    with EmbeddingStore.open(small) as store:
+        small_stats = compute_feature_stats(sae, store, FeatureConfig(kind="image"))
     for rule in ("strongest", "mass_share"):
-        s = score_identity(identity_records(stats, IdentityConfig(rule=rule)), truth)
+        records = identity_records(stats, IdentityConfig(rule=rule))
+        s = score_identity(records, truth)
         out[rule] = {k: s[k] for k in ("f1", "precision", "recall", "n_pred_dedicated", "n_true_dedicated")}
+        few = identity_records(small_stats, IdentityConfig(rule=rule))
+        big = {r.name: r.dedicated for r in records}
+        out[rule]["scale"] = {"names_small": len(few), "agreement": sum(r.dedicated == big[r.name] for r in few)
+                              / len(few), "dedicated_small": sum(r.dedicated for r in few)}
     return out
 
 

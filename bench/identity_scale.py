@@ -9,7 +9,7 @@ Measured, each side in its own subprocess with 2 threads (wall time and peak RSS
 - ours: the real CLI, `namesae identity --sae DIR --store S` (rule "strongest", the default);
 - baseline: bench/identity.py's dense implementation (dense feature x name tables, per-name covariances);
 - F1 of the dedicated verdict against truth.json under both rules (`--rule mass_share` is a second CLI run);
-- scale: the same CLI on a store of 500 names (a tenth of the full names with their first names and surnames);
+- scale: the same CLI on a store of about 500 names (every 20th full name with its first name and surname);
   agreement of those names' verdicts with the 5,000-name run.
 Results: bench/results/identity_scale.json. The first run builds the world and the SAE under --dir (kept).
 """
@@ -55,7 +55,7 @@ def build_inputs(root: Path, d_sae: int, k: int) -> tuple[Path, Path]:
     return world, sae_dir
 
 
-def subset_store(world: Path, out: Path, share: int = 10) -> tuple[Path, list[str]]:
+def subset_store(world: Path, out: Path, share: int = 20) -> tuple[Path, list[str]]:
     """A store of every `share`-th full name with its parts (a smaller corpus of the same world)."""
     from namesae.store import EmbeddingStore, write_store
 
@@ -103,16 +103,16 @@ def main() -> None:
     out_mass = root / "ours-mass-share"
     run_side([*CLI, *common, "--rule", "mass_share", "--out", str(out_mass)])
     result["mass_share_f1"] = f1_of(out_mass / "identity.json", truth)
-    small, names = subset_store(world, root / "subset.h5")
-    out_small = root / "ours-500"
-    result["ours_500"] = run_side([*CLI, "identity", "--sae", str(sae_dir), "--store", str(small), "--no-progress",
+    small, names = subset_store(world, root / "subset-20.h5")
+    out_small = root / "ours-small"
+    result["ours_small"] = run_side([*CLI, "identity", "--sae", str(sae_dir), "--store", str(small), "--no-progress",
                                    "--out", str(out_small)])
     big = {r["name"]: r["dedicated"] for r in json.loads((out / "identity.json").read_text())["names"]}
     few = {r["name"]: r["dedicated"] for r in json.loads((out_small / "identity.json").read_text())["names"]}
     result["scale"] = {"names_small": len(few), "agreement": float(np.mean([few[n] == big[n] for n in few])),
                        "dedicated_small": int(sum(few.values())),
                        "dedicated_same_names_in_full": int(sum(big[n] for n in few))}
-    result["ours_500"]["f1"] = f1_of(out_small / "identity.json", truth)
+    result["ours_small"]["f1"] = f1_of(out_small / "identity.json", truth)
     if not args.no_baseline:
         base = root / "baseline"
         base.mkdir(exist_ok=True)

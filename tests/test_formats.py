@@ -20,8 +20,8 @@ def world(tmp_path_factory):
     """A small synthetic world, an oracle SAE (its dictionary is the planted directions) and every result file
     the identity, features and groups steps write for it."""
     import namesae as ns
-    from namesae.features.result import write_features
     from namesae.features import compute_feature_stats, labels_from_store
+    from namesae.features.result import write_features
     from namesae.identity import write_identity
     from namesae.sae import build_sae_from_weights
     from namesae.synth import SynthConfig, build_world, load_truth, write_world

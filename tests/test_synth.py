@@ -18,8 +18,19 @@ from scipy.stats import spearmanr
 from namesae.config import load_config
 from namesae.errors import ConfigError, NamesaeError
 from namesae.store import EmbeddingStore
-from namesae.synth import (ATTRIBUTE_PRIOR, ATTRIBUTES, TEMPLATES, SynthConfig, build_world, compositional_prediction,
-                           load_truth, load_world, shared_labels, truth_dict, write_world)
+from namesae.synth import (
+    ATTRIBUTE_PRIOR,
+    ATTRIBUTES,
+    TEMPLATES,
+    SynthConfig,
+    build_world,
+    compositional_prediction,
+    load_truth,
+    load_world,
+    shared_labels,
+    truth_dict,
+    write_world,
+)
 
 SMALL = {"n_first": 8, "n_last": 8, "n_full": 24, "n_dedicated": 6, "n_templates": 4,
          "samples_seen": (10**7, 10**8, 10**9)}

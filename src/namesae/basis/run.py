@@ -13,10 +13,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from namesae.basis.result import BasisFile
 from namesae.basis.targets import TargetSpec, check_same_encoder
 from namesae.basis.vocabulary import Vocabulary
 from namesae.errors import NamesaeError, SpaceMismatchError
-from namesae.basis.result import BasisFile
 from namesae.io import atomic_write_csv
 
 R = TypeVar("R")

@@ -13,10 +13,10 @@ from typing import Any, NamedTuple, Protocol
 
 from namesae.errors import NamesaeError, SpaceMismatchError
 from namesae.io import atomic_write_csv
-from namesae.search.result import SearchFile
 from namesae.search.cancel import AntiPatternSearch
 from namesae.search.contrast import Contrast
 from namesae.search.prompts import RankedPrompt, TokenSearch
+from namesae.search.result import SearchFile
 from namesae.search.target import Codes, FeatureTarget
 
 

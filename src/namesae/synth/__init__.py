@@ -59,10 +59,28 @@ from typing import Any
 
 import numpy as np
 
-from namesae.synth.config import (AGE_YEARS, ATTRIBUTE_PRIOR, ATTRIBUTES, SCENES, STYLES, TEMPLATES, SynthConfig,
-                                  shared_labels, vocabulary_phrases)
-from namesae.synth.io import (CheckpointPaths, World, WorldPaths, build_world, load_truth, load_world, space,
-                              truth_dict, write_world)
+from namesae.synth.config import (
+    AGE_YEARS,
+    ATTRIBUTE_PRIOR,
+    ATTRIBUTES,
+    SCENES,
+    STYLES,
+    TEMPLATES,
+    SynthConfig,
+    shared_labels,
+    vocabulary_phrases,
+)
+from namesae.synth.io import (
+    CheckpointPaths,
+    World,
+    WorldPaths,
+    build_world,
+    load_truth,
+    load_world,
+    space,
+    truth_dict,
+    write_world,
+)
 from namesae.synth.rows import StoreRows
 from namesae.synth.world import NameTruth, Truth, identity_ramp, name_text_vector, onset_index
 from namesae.synth.world import compositional_prediction as _compositional_prediction

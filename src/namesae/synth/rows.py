@@ -21,8 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from namesae.synth.config import ATTRIBUTES, TEMPLATE_FILLER, TEMPLATES, vocabulary_phrases
-from namesae.synth.world import (Truth, base_vector, bias_vector, carried_vector, rng_for, template_vector,
-                                 token_vector)
+from namesae.synth.world import (
+    Truth,
+    base_vector,
+    bias_vector,
+    carried_vector,
+    rng_for,
+    template_vector,
+    token_vector,
+)
 
 VOCAB_WEIGHT = 1.0  # coefficient of a vocabulary phrase's directions next to the base
 

@@ -37,8 +37,16 @@ from typing import Any
 
 import numpy as np
 
-from namesae.synth.config import (ATTRIBUTE_PRIOR, ATTRIBUTES, BASE_LABEL, N_SHARED, PART_GROUP_WEIGHT, TEMPLATES,
-                                  SynthConfig, shared_labels)
+from namesae.synth.config import (
+    ATTRIBUTE_PRIOR,
+    ATTRIBUTES,
+    BASE_LABEL,
+    N_SHARED,
+    PART_GROUP_WEIGHT,
+    TEMPLATES,
+    SynthConfig,
+    shared_labels,
+)
 
 # One random stream per purpose, so that each part of the world is reproducible on its own.
 STREAMS = {"directions": 1, "names": 2, "parts": 3, "full": 4, "phases": 5, "image": 6, "text": 7, "vocab": 8,

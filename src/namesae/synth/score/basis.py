@@ -89,8 +89,8 @@ def run_basis_score(world: Any, out: Path, k: int = 4, target: str = "text",
                     device: str = "cpu") -> tuple[dict[str, Any], Path]:
     """`namesae basis score`: `score_basis_on_world`, written as out/basis_score.json; `device` is checked and
     accepted so one --device fits every command (the toy encoder and the fits run on the CPU)."""
-    from namesae.devices import resolve_device
     from namesae.basis.result import BasisFile
+    from namesae.devices import resolve_device
 
     resolve_device(device)
     result = score_basis_on_world(world, k=k, target=target)
