@@ -41,7 +41,9 @@ ARCHITECTURES = {
     "topk64": {"architecture": "topk", "k": 64},
     "batchtopk32": {"architecture": "batchtopk", "k": 32},
     "jumprelu": {"architecture": "jumprelu", "l0_coefficient": 0.005},
+    "jumprelu_l0_32": {"architecture": "jumprelu", "jumprelu_sparsity_loss": "quadratic", "jumprelu_target_l0": 32},
     "standard": {"architecture": "standard"},
+    "standard_l1_0.01": {"architecture": "standard", "l1_coefficient": 0.01},
 }
 
 
