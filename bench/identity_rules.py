@@ -121,7 +121,10 @@ def main() -> None:
     if not (world / "truth.json").is_file():
         (work / "world.toml").write_text(SMALL_WORLD)
         namesae("synth", "--out", str(world), *[a.format(cfg=work / "world.toml") for a in WORLDS[args.world]])
-    rows = {}
+    rows: dict = {}
+    previous = Path(__file__).resolve().parent / "results" / f"identity_rules_{args.world}.json"
+    if args.only and previous.is_file():  # --only adds to the saved table instead of replacing it
+        rows = json.loads(previous.read_text()).get("results", {})
     for name, arch in ARCHITECTURES.items():
         if args.only and name not in args.only:
             continue
