@@ -158,10 +158,10 @@ def sparse_encode(sae: TrainedSAE, x: np.ndarray, k: int | None) -> tuple[np.nda
     return SparseEncoder(sae, k)(x)
 
 
-def _sparse_path_agrees(sae: TrainedSAE, x: np.ndarray, k: int, n: int = 64) -> bool:
+def _sparse_path_agrees(encoder: SparseEncoder, x: np.ndarray, n: int = 64) -> bool:
     """Whether the top-k sparse path gives the dense encoder's non-zero codes on the first n rows of x."""
-    dense = sparse_encode(sae, x[:n], None)
-    fast = sparse_encode(sae, x[:n], k)
+    dense = sparse_encode(encoder.sae, x[:n], None)
+    fast = encoder(x[:n])
     return all(a.shape == b.shape for a, b in zip(dense, fast)) and bool(
         np.array_equal(dense[0], fast[0]) and np.array_equal(dense[1], fast[1])
         and np.allclose(dense[2], fast[2], rtol=1e-6, atol=1e-7))
@@ -174,14 +174,11 @@ def iter_sparse_codes(sae: TrainedSAE, store: EmbeddingStore, rows: np.ndarray, 
     given store rows; for a TopK SAE no dense code matrix is built (`sparse_encode`)."""
     from tqdm.auto import tqdm
 
-    k = topk_sparse_k(sae)
-    encoder: SparseEncoder | None = None
+    encoder = SparseEncoder(sae, topk_sparse_k(sae))
     with tqdm(total=int(rows.size), desc=desc, unit="row", disable=not progress) as bar:
         for start, chunk, x in _store_batches(store, rows, batch_rows):
-            if k is not None and start == 0 and not _sparse_path_agrees(sae, x, k):
+            if encoder.k is not None and start == 0 and not _sparse_path_agrees(encoder, x):
                 log.warning("top-k sparse encoding disagrees with the SAE's encode; using the dense encoder")
-                k = None
-            if encoder is None or encoder.k != k:
-                encoder = SparseEncoder(sae, k)
+                encoder = SparseEncoder(sae, None)
             yield start, chunk, encoder(x)
             bar.update(chunk.size)
