@@ -40,8 +40,12 @@ ARCHITECTURES = {
     "topk32": {"architecture": "topk", "k": 32},
     "topk64": {"architecture": "topk", "k": 64},
     "batchtopk32": {"architecture": "batchtopk", "k": 32},
-    "jumprelu": {"architecture": "jumprelu", "l0_coefficient": 0.005},
-    "jumprelu_l0_32": {"architecture": "jumprelu", "jumprelu_sparsity_loss": "quadratic", "jumprelu_target_l0": 32},
+    "jumprelu": {"architecture": "jumprelu", "l0_coefficient": 0.005, "jumprelu_sparsity_loss": "tanh",
+                 "jumprelu_ste_to_input": True},  # the defaults (Anthropic's setup)
+    "jumprelu_step": {"architecture": "jumprelu", "l0_coefficient": 0.005, "jumprelu_sparsity_loss": "step",
+                      "jumprelu_ste_to_input": False},  # DeepMind's setup (the default before 2026-12-02)
+    "jumprelu_l0_32": {"architecture": "jumprelu", "jumprelu_sparsity_loss": "quadratic", "jumprelu_target_l0": 32,
+                       "jumprelu_ste_to_input": False},
     "standard": {"architecture": "standard"},
     "standard_l1_0.01": {"architecture": "standard", "l1_coefficient": 0.01},
 }

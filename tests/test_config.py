@@ -127,3 +127,20 @@ def test_dead_feature_window_follows_the_data() -> None:
     assert TrainConfig(dead_feature_window=77).dead_window(80_000) == 77
     with pytest.raises(ConfigError, match="dead_feature_window"):
         TrainConfig(dead_feature_window=0)
+
+
+def test_jumprelu_defaults_are_the_setup_that_trains_at_clip_size_and_the_demo_keeps_its_own() -> None:
+    """JumpReLU defaults to Anthropic's tanh loss with straight-through to the input (DeepMind's step L0 left 99% of
+    features dead at d = 1,280, bench/results/identity_rules_real.json); the demo, measured with the step L0 at
+    d = 64, sets it in configs/demo.toml and in its built-in settings, so its scorecard does not move."""
+    from pathlib import Path
+
+    from namesae.config import load_toml
+    from namesae.demo import DEFAULT_EMERGENCE_TRAIN, DEFAULT_TRAIN
+    from namesae.sae.config import TrainConfig
+
+    cfg = TrainConfig(architecture="jumprelu")
+    assert (cfg.jumprelu_sparsity_loss, cfg.jumprelu_ste_to_input) == ("tanh", True)
+    demo = load_toml(Path(__file__).resolve().parents[1] / "configs" / "demo.toml")
+    for table in (demo["train"], demo["emergence_train"], DEFAULT_TRAIN, DEFAULT_EMERGENCE_TRAIN):
+        assert (table["jumprelu_sparsity_loss"], table["jumprelu_ste_to_input"]) == ("step", False)

@@ -42,7 +42,8 @@ def store(tmp_path_factory):
 
 def small(**kw) -> TrainConfig:
     base = {"d_sae": 2 * N_ATOMS, "batch_size": 256, "steps": 150, "lr": 3e-3, "dead_feature_window": 100,
-            "log_every": 1, "holdout_fraction": 0.1, "architecture": "jumprelu", "l0_coefficient": 0.03}
+            "log_every": 1, "holdout_fraction": 0.1, "architecture": "jumprelu", "l0_coefficient": 0.03,
+            "jumprelu_sparsity_loss": "step", "jumprelu_ste_to_input": False}
     return TrainConfig(**{**base, **kw})
 
 
@@ -99,7 +100,8 @@ def _one_step_grads(cfg: TrainConfig, engine: str, dense_window_share: float = 0
 
 @pytest.mark.parametrize("loss", [{"jumprelu_sparsity_loss": "tanh"},
                                   {"jumprelu_sparsity_loss": "quadratic", "jumprelu_target_l0": 3.0},
-                                  {"jumprelu_ste_to_input": True}])
+                                  {"jumprelu_ste_to_input": True},
+                                  {"jumprelu_sparsity_loss": "tanh", "jumprelu_ste_to_input": True}])  # the default
 def test_fused_jumprelu_gradients_match_saelens_in_every_loss_mode(loss):
     """tanh / quadratic sparsity and the estimator passed to the inputs: each parameter's gradient (threshold
     included) equals autograd's through SAELens's Step / JumpReLU functions, on both window paths. (Over long

@@ -125,10 +125,12 @@ def load_demo_settings(path: str | Path | None) -> DemoSettings:
 # The SAE the demo trains on the world's image rows: small enough for a laptop CPU, wide enough (8x) that every
 # planted identity direction can own a feature. JumpReLU, because on this world it recovers the planted identities
 # most reliably (measured over seeds 0-2, 3000 steps: JumpReLU l0 0.005 finds 32/31/29 of 32 dedicated names at
-# precision 1.0; TopK k=16 21/32, BatchTopK k=10 28/32/28; see the README's notes on the demo SAE).
+# precision 1.0; TopK k=16 21/32, BatchTopK k=10 28/32/28; see the README's notes on the demo SAE). DeepMind's step
+# L0 without straight-through to the input, as measured there; the library's JumpReLU default (tanh, Anthropic's
+# setup) is what trains at CLIP sizes.
 DEFAULT_TRAIN: dict[str, Any] = {
     "architecture": "jumprelu", "expansion_factor": 8.0, "l0_coefficient": 0.005, "batch_size": 512, "steps": 3000,
-    "lr": 1e-3, "seed": 0,
+    "lr": 1e-3, "seed": 0, "jumprelu_sparsity_loss": "step", "jumprelu_ste_to_input": False,
 }
 DEFAULT_EMERGENCE_TRAIN: dict[str, Any] = {**DEFAULT_TRAIN, "steps": 1500}
 # The absorption world: a quarter of first names and surnames own a feature of their own, carried by half of the
