@@ -7,8 +7,9 @@ then explained variance, L0 and dead share from metrics.json, the share of plant
 of the chosen setting are in bench/identity_rules.py. "scaled" init / bandwidth: SAELens's 0.01 / 0.05 times
 sqrt(64 / 1280), the pre-activation scale of d = 1280 relative to the demo's d = 64.
 
-Usage: python bench/jumprelu_screen.py --world-dir DIR/world-real [--dir DIR] [--only NAME ...]
-(a world from `namesae synth --preset real`; an SAE folder whose saved config equals the setting is reused).
+Usage: python bench/jumprelu_screen.py [--world-dir DIR/world-real] [--dir DIR] [--only NAME ...]
+(a world from `namesae synth --preset real`, made when not given; an SAE folder whose saved config equals the
+setting is reused). About 30 min on 2 cores.
 Results: bench/results/jumprelu_screen_real.json.
 """
 
@@ -74,14 +75,18 @@ def score(sae_dir: Path, world: Path, truth: dict) -> dict:
 def main() -> None:
     """Train (or reuse) each setting, score it, save the table after each."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world-dir", type=Path, required=True, help="a world from `namesae synth --preset real`")
+    ap.add_argument("--world-dir", type=Path, default=None,
+                    help="a world from `namesae synth --preset real` (default: made in the working folder)")
     ap.add_argument("--dir", type=Path, default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--only", nargs="*", default=None, help="settings to run (default: all)")
     args = ap.parse_args()
     os.environ.update({"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})
     work = args.dir or Path(tempfile.mkdtemp(prefix="jumprelu_screen-"))
     work.mkdir(parents=True, exist_ok=True)
-    truth = json.loads((args.world_dir / "truth.json").read_text())
+    world = args.world_dir or work / "world-real"
+    if not (world / "truth.json").is_file():
+        namesae("synth", "--out", str(world), "--preset", "real")
+    truth = json.loads((world / "truth.json").read_text())
     rows: dict = {}
     for name, setting in SETTINGS.items():
         if args.only and name not in args.only:
@@ -91,8 +96,8 @@ def main() -> None:
         if not same_setting(sae_dir, fields):
             cfg = work / f"{name}.toml"
             cfg.write_text(toml(fields))
-            namesae("train", "--store", str(args.world_dir / "image.h5"), "--config", str(cfg), "--out", str(sae_dir))
-        rows[name] = {"train": setting, **score(sae_dir, args.world_dir, truth)}
+            namesae("train", "--store", str(world / "image.h5"), "--config", str(cfg), "--out", str(sae_dir))
+        rows[name] = {"train": setting, **score(sae_dir, world, truth)}
         print(name, json.dumps(rows[name]), flush=True)
         path = save("jumprelu_screen_real", {"base": BASE, "results": rows, "note": (
             "500-step screens at d = 1280 x 8,192 features; F1 of the default identity rule against truth.json. "
