@@ -48,6 +48,7 @@ ARCHITECTURES = {
                        "jumprelu_ste_to_input": False},
     "standard": {"architecture": "standard"},
     "standard_l1_0.01": {"architecture": "standard", "l1_coefficient": 0.01},
+    "standard_l1_0.03": {"architecture": "standard", "l1_coefficient": 0.03},
 }
 
 

@@ -90,7 +90,7 @@ def test_each_architecture_recovers_the_planted_dictionary(world, arch):
     assert recovery(world["atoms"], sae.decoder_directions()) >= 0.9
     if arch == "topk":
         assert m["mean_l0"] == pytest.approx(ACTIVE)
-    assert 0 <= m["dead_fraction"] <= 1 and 0 <= m["dense_fraction"] <= 1
+    assert 0 <= m["dead_fraction"] <= 1 and 0 <= m["dense_fraction"] <= 1 and 0 <= m["dead_fraction_training"] <= 1
     assert sae.d_in == D_IN and sae.d_sae == 2 * N_ATOMS and sae.space == "synth:0:image"
 
 
@@ -312,3 +312,26 @@ def test_shipped_train_configs_load_and_size_the_real_dictionaries():
     vit_h = load_config(TrainConfig, root / "sd21-unclip-H.toml", "train")
     assert (big_g.width(1280), vit_h.width(1024)) == (20480, 16384)
     assert big_g.total_steps(10**7) == vit_h.total_steps(10**7) == -(-100_000_000 // 4096)
+
+
+def test_dead_in_training_counts_features_silent_over_the_last_window_and_old_metrics_still_load(tmp_path):
+    """dead_fraction_training: features that fired on no batch of the last dead_feature_window steps (all steps,
+    when the run is shorter); a metrics.json written before the field existed still loads."""
+    import json
+    from types import SimpleNamespace
+
+    from namesae.sae.metrics import SAEMetrics
+    from namesae.sae.train import _dead_in_training
+
+    trainer = SimpleNamespace(cfg=SimpleNamespace(dead_feature_window=50),
+                              n_forward_passes_since_fired=torch.tensor([0, 5, 49, 50, 200]))
+    assert _dead_in_training(trainer, 300) == pytest.approx(2 / 5)
+    assert _dead_in_training(trainer, 5) == pytest.approx(4 / 5)  # a 5-step run: silent for all 5 steps is dead
+    assert _dead_in_training(trainer, 0) is None
+    old = {"format_version": 1, "rows": 10, "split": "heldout", "explained_variance": 0.9, "mse": 0.1,
+           "mse_per_row": 1.0, "relative_mse": 0.1, "mean_l0": 3.0, "dead_fraction": 0.2, "dense_fraction": 0.0,
+           "dense_threshold": 0.1, "architecture": "topk", "engine": "fast", "d_in": 4, "d_sae": 8, "step": 10,
+           "samples_seen": 100, "train_seconds": 1.0, "train_samples_per_second": 100.0, "resumed_at_step": None,
+           "steps_this_call": 10, "world_size": 1}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    assert SAEMetrics.load(tmp_path / "metrics.json").dead_fraction_training is None

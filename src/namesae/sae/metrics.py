@@ -102,7 +102,8 @@ _CORE = {"explained_variance": "num?", "mse": "num", "mse_per_row": "num", "rela
          "dead_fraction": "num", "dense_fraction": "num", "dense_threshold": "num"}
 _RUN = {"architecture": "str", "engine": "str", "d_in": "int", "d_sae": "int", "step": "int", "samples_seen": "int",
         "train_seconds": "num", "train_samples_per_second": "num?", "resumed_at_step": "int?",
-        "steps_this_call": "int", "world_size": "int"}
+        "steps_this_call": "int", "world_size": "int", "dead_fraction_training": "num?"}
+_RUN_OPTIONAL = ("dead_fraction_training",)  # absent from files written before it was measured
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ class SAEMetrics:
     resumed_at_step: int | None = None
     steps_this_call: int | None = None
     world_size: int | None = None
+    dead_fraction_training: float | None = None
+    """Share of features that fired on no training batch in the run's last `dead_feature_window` steps (or all
+    its steps, when fewer): dead in training. `dead_fraction` counts features silent on the held-out rows, which
+    overstates it when rare features (a name's identity) have few or no held-out rows."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Any other field of the file, kept as it was."""
 
@@ -178,7 +183,7 @@ def _metrics(data: Mapping[str, Any], path: Path, where: str) -> SAEMetrics:
     if data["rows"] > 0:
         check_fields(data, _CORE, path, _FIX, where)
     if "architecture" in data:
-        check_fields(data, _RUN, path, _FIX, where)
+        check_fields(data, _RUN, path, _FIX, where, optional=_RUN_OPTIONAL)
     by_kind = {}
     for kind, sub in data.get("by_kind", {}).items():
         if not isinstance(sub, dict):

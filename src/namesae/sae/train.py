@@ -448,6 +448,14 @@ def _train_one_step(member: _Member, batch: Any, st: EmbeddingStore, dist: Any) 
         save_state(member.run_dir, tr, member.extra())
 
 
+def _dead_in_training(trainer: Any, step: int) -> float | None:
+    """Share of features that fired on no batch of the last dead_feature_window steps (all steps, when fewer)."""
+    if step <= 0:
+        return None
+    window = min(int(trainer.cfg.dead_feature_window), step)
+    return float((trainer.n_forward_passes_since_fired >= window).float().mean())
+
+
 def _finish(member: _Member, st: EmbeddingStore, stopped: bool, dist: Any) -> TrainedSAE:
     """The member's final SAE: written (on the main rank) and measured unless the call was stopped early."""
     tr, cfg, plan = member.trainer, member.config, member.plan
@@ -464,7 +472,7 @@ def _finish(member: _Member, st: EmbeddingStore, stopped: bool, dist: Any) -> Tr
                "train_seconds": seconds,
                "train_samples_per_second": (tr.n_training_samples / seconds) if seconds > 0 else None,
                "resumed_at_step": member.start_step or None, "steps_this_call": step - member.start_step,
-               "world_size": dist.world}
+               "world_size": dist.world, "dead_fraction_training": _dead_in_training(tr, step)}
     path = None
     if member.run_dir is not None:
         atomic_write_json(member.run_dir / TRAIN_LOG_FILE, member.train_log)
