@@ -66,7 +66,8 @@ def report(sae: TrainedSAE, out: Path, prefix: str = "") -> None:
 
     typer.echo(f"{prefix}train: {sae.architecture} SAE, d_in {sae.d_in}, d_sae {sae.d_sae}, step {sae.step}; "
                f"{m.get('split', 'heldout')} rows {m.get('rows')}: explained variance {num('explained_variance', 4)}, "
-               f"mean L0 {num('mean_l0', 2)}, dead {num('dead_fraction', 3)}, dense {num('dense_fraction', 3)}")
+               f"mean L0 {num('mean_l0', 2)}, dead {num('dead_fraction', 3)}, dense {num('dense_fraction', 3)}"
+               + (f"; dead in training {num('dead_fraction_training', 3)}" if "dead_fraction_training" in m else ""))
     from namesae.cli.options import record
 
     record(out, "sae" if not prefix else f"sae.{prefix.strip(': ')}")

@@ -67,6 +67,8 @@ phase | phase | 1 name-part biases dominate, 2 coarse attributes stable, 3 ident
 explained_variance | explained variance | 1 - residual variance / variance of held-out rows.
 mean_l0 | mean L0 | Mean number of features firing per held-out row.
 dead_fraction | dead fraction | Share of features that never fire on held-out rows.
+dead_fraction_training | dead in training | Share of features that fired on no training batch of the run's last
+    dead-feature window.
 dense_fraction | dense fraction | Share of features that fire on more than 10% of held-out rows.
 icon | icon | The decoder's image of an embedding that carries the feature alone (the SAE's decode of a code
     where only it fires), same seed for every icon: a preview of its causal effect.
