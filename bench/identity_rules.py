@@ -46,9 +46,9 @@ ARCHITECTURES = {
                       "jumprelu_ste_to_input": False},  # DeepMind's setup (the default before 2026-12-02)
     "jumprelu_l0_32": {"architecture": "jumprelu", "jumprelu_sparsity_loss": "quadratic", "jumprelu_target_l0": 32,
                        "jumprelu_ste_to_input": False},
-    "standard": {"architecture": "standard"},
+    "standard_l1_0.1": {"architecture": "standard", "l1_coefficient": 0.1},  # the default before 2026-12-02
     "standard_l1_0.01": {"architecture": "standard", "l1_coefficient": 0.01},
-    "standard_l1_0.03": {"architecture": "standard", "l1_coefficient": 0.03},
+    "standard_l1_0.03": {"architecture": "standard", "l1_coefficient": 0.03},  # the default
 }
 
 

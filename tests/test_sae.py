@@ -67,7 +67,7 @@ def recovery(atoms: np.ndarray, directions: torch.Tensor) -> float:
 
 
 ARCH_SETTINGS = {
-    "standard": {"l1_coefficient": 0.1},
+    "standard": {},  # the default l1_coefficient
     "topk": {"k": ACTIVE},
     "batchtopk": {"k": ACTIVE},
     "jumprelu": {"l0_coefficient": 0.03},
