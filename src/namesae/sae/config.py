@@ -67,9 +67,9 @@ class TrainConfig:
     |W_dec|), Anthropic; the default), "step" (L0 through a straight-through step, DeepMind) or "quadratic"
     (2 / target_l0 * (L0 - target_l0)^2, Gemma Scope 2). With "step" and "quadratic" the L0 term drives every
     threshold's gradient before the dictionary has learned anything, and Adam moves each threshold by its full
-    step whatever the coefficient: at d = 1,280 with 8,192 features 97-99% of features died (identity F1 0.06-0.36; a 5x smaller
-    coefficient did not help), where "tanh" with `jumprelu_ste_to_input` trained (see the README's real-size
-    table). The demo (d = 64) sets "step", which works at that size."""
+    step whatever the coefficient: at d = 1,280 with 8,192 features 97-99% of features died (identity F1
+    0.06-0.36; a 5x smaller coefficient did not help), where "tanh" with `jumprelu_ste_to_input` trained (see the
+    README's real-size table). The demo (d = 64) sets "step", which works at that size."""
     jumprelu_tanh_scale: float = 4.0
     """"jumprelu" with "tanh" loss: the scale inside the tanh."""
     jumprelu_target_l0: float | None = None
