@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
@@ -63,14 +64,16 @@ def toml(fields: dict) -> str:
     return "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
 
 
-def learned_share(sae_dir: Path, world: Path, truth: dict, cosine: float = 0.9) -> float:
-    """Share of the planted identity directions that some decoder direction matches at cosine > `cosine`."""
+def learned_share(sae: Any, world: Path, truth: dict, cosine: float = 0.9) -> float:
+    """Share of the planted identity directions that some decoder direction of `sae` (a loaded TrainedSAE)
+    matches at cosine > `cosine`."""
     import numpy as np
-    from safetensors.numpy import load_file
 
-    planted = next(iter(load_file(str(world / "directions.safetensors")).values())).astype(np.float32)
+    from namesae.synth.io import load_world
+
+    planted = load_world(world).truth.directions.astype(np.float32)
     planted = planted[[d["id"] for d in truth["directions"] if d["kind"] == "identity"]]
-    dec = load_file(str(sae_dir / "sae_weights.safetensors"))["W_dec"].astype(np.float32)
+    dec = sae.decoder_directions().numpy()
     dec /= np.linalg.norm(dec, axis=1, keepdims=True) + 1e-12
     planted /= np.linalg.norm(planted, axis=1, keepdims=True)
     return float(((planted @ dec.T).max(axis=1) > cosine).mean())
@@ -81,16 +84,19 @@ def score(sae_dir: Path, world: Path) -> dict:
     from namesae.features import FeatureConfig, compute_feature_stats
     from namesae.identity import IdentityConfig, identity_records
     from namesae.sae import load_sae
+    from namesae.sae.metrics import SAEMetrics
     from namesae.store import EmbeddingStore
+    from namesae.synth.io import load_truth
     from namesae.synth.score.identity import score_identity
 
-    truth = json.loads((world / "truth.json").read_text())
+    truth = load_truth(world)
     sae = load_sae(sae_dir)
     with EmbeddingStore.open(world / "image.h5") as store:
         stats = compute_feature_stats(sae, store, FeatureConfig(kind="image"))
-    metrics = json.loads((sae_dir / "metrics.json").read_text())
-    out = {k: metrics[k] for k in ("explained_variance", "mean_l0", "dead_fraction", "dense_fraction", "train_seconds")}
-    out["identity_directions_learned"] = learned_share(sae_dir, world, truth)
+    metrics = SAEMetrics.load(sae_dir / "metrics.json")
+    out = {k: getattr(metrics, k) for k in ("explained_variance", "mean_l0", "dead_fraction", "dense_fraction",
+                                            "train_seconds")}
+    out["identity_directions_learned"] = learned_share(sae, world, truth)
     # Scale: the same SAE over a store of every 20th full name with its parts; the same verdicts?
     from identity_scale import subset_store
 

@@ -58,8 +58,9 @@ def build_inputs(root: Path, d_sae: int, k: int) -> tuple[Path, Path]:
 def subset_store(world: Path, out: Path, share: int = 20) -> tuple[Path, list[str]]:
     """A store of every `share`-th full name with its parts (a smaller corpus of the same world)."""
     from namesae.store import EmbeddingStore, write_store
+    from namesae.synth.io import load_truth
 
-    truth = json.loads((world / "truth.json").read_text())
+    truth = load_truth(world)
     full = [n["name"] for n in truth["names"] if n["kind"] == "full"][::share]
     names = sorted(set(full) | {p for n in full for p in n.split()})
     if not out.is_file():
@@ -72,10 +73,10 @@ def subset_store(world: Path, out: Path, share: int = 20) -> tuple[Path, list[st
 
 def f1_of(identity_json: Path, truth: dict) -> dict:
     """Dedicated-name detection against the truth."""
+    from namesae.identity import IdentityResult
     from namesae.synth.score.identity import score_identity
 
-    recs = json.loads(identity_json.read_text())["names"]
-    s = score_identity(recs, truth)
+    s = score_identity(IdentityResult.load(identity_json).records, truth)
     return {k: s[k] for k in ("f1", "precision", "recall", "n_pred_dedicated", "n_true_dedicated")}
 
 
@@ -93,7 +94,10 @@ def main() -> None:
     root = args.dir
     root.mkdir(parents=True, exist_ok=True)
     world, sae_dir = build_inputs(root, args.d_sae, args.k)
-    truth = json.loads((world / "truth.json").read_text())
+    from namesae.identity import IdentityResult
+    from namesae.synth.io import load_truth
+
+    truth = load_truth(world)
     result: dict = {"d": 1280, "d_sae": args.d_sae, "k": args.k, "names": len(truth["names"]),
                     "rows_per_name": 16}
     out = root / "ours"
@@ -107,8 +111,8 @@ def main() -> None:
     out_small = root / "ours-small"
     result["ours_small"] = run_side([*CLI, "identity", "--sae", str(sae_dir), "--store", str(small), "--no-progress",
                                    "--out", str(out_small)])
-    big = {r["name"]: r["dedicated"] for r in json.loads((out / "identity.json").read_text())["names"]}
-    few = {r["name"]: r["dedicated"] for r in json.loads((out_small / "identity.json").read_text())["names"]}
+    big = {r.name: r.dedicated for r in IdentityResult.load(out / "identity.json").records}
+    few = {r.name: r.dedicated for r in IdentityResult.load(out_small / "identity.json").records}
     result["scale"] = {"names_small": len(few), "agreement": float(np.mean([few[n] == big[n] for n in few])),
                        "dedicated_small": int(sum(few.values())),
                        "dedicated_same_names_in_full": int(sum(big[n] for n in few))}

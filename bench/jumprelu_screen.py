@@ -47,10 +47,11 @@ SETTINGS = {
 
 def same_setting(sae_dir: Path, fields: dict) -> bool:
     """Whether `sae_dir` holds a finished SAE trained with exactly these fields."""
-    meta, metrics = sae_dir / "namesae.json", sae_dir / "metrics.json"
-    if not (meta.is_file() and metrics.is_file()):
+    from namesae.sae import load_sae
+
+    if not (sae_dir / "metrics.json").is_file():
         return False
-    saved = json.loads(meta.read_text())["config"]
+    saved = load_sae(sae_dir).info["config"]
     return all(saved.get(k) == v for k, v in fields.items())
 
 
@@ -59,16 +60,17 @@ def score(sae_dir: Path, world: Path, truth: dict) -> dict:
     from namesae.features import FeatureConfig, compute_feature_stats
     from namesae.identity import IdentityConfig, identity_records
     from namesae.sae import load_sae
+    from namesae.sae.metrics import SAEMetrics
     from namesae.store import EmbeddingStore
     from namesae.synth.score.identity import score_identity
 
-    m = json.loads((sae_dir / "metrics.json").read_text())
+    sae = load_sae(sae_dir)
+    m = SAEMetrics.load(sae_dir / "metrics.json")
     with EmbeddingStore.open(world / "image.h5") as store:
-        stats = compute_feature_stats(load_sae(sae_dir), store, FeatureConfig(kind="image"))
+        stats = compute_feature_stats(sae, store, FeatureConfig(kind="image"))
     s = score_identity(identity_records(stats, IdentityConfig()), truth)
-    return {"explained_variance": m["explained_variance"], "mean_l0": m["mean_l0"],
-            "dead_fraction": m["dead_fraction"], "train_seconds": m["train_seconds"],
-            "identity_directions_learned": learned_share(sae_dir, world, truth),
+    return {"explained_variance": m.explained_variance, "mean_l0": m.mean_l0, "dead_fraction": m.dead_fraction,
+            "train_seconds": m.train_seconds, "identity_directions_learned": learned_share(sae, world, truth),
             **{k: float(s[k]) for k in ("f1", "precision", "recall")}}
 
 
@@ -86,7 +88,9 @@ def main() -> None:
     world = args.world_dir or work / "world-real"
     if not (world / "truth.json").is_file():
         namesae("synth", "--out", str(world), "--preset", "real")
-    truth = json.loads((world / "truth.json").read_text())
+    from namesae.synth.io import load_truth
+
+    truth = load_truth(world)
     rows: dict = {}
     for name, setting in SETTINGS.items():
         if args.only and name not in args.only:

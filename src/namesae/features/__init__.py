@@ -19,8 +19,8 @@ Definitions (DESIGN.md, "The science"), for SAE codes f = SAE.encode(x) >= 0 of 
                         margin(j) = that cosine minus the runner-up phrase's cosine.
 
 Modules: `config.py` (FeatureConfig), `stats.py` (FeatureStats and its measures), `accumulate.py` (the batched
-accumulator), `encode.py` (the statistics of a whole store, read through `namesae.sae.codes`), `labels.py` (zero-shot labels,
-encoder spaces).
+accumulator), `encode.py` (the statistics of a whole store, read through `namesae.sae.codes`), `labels.py`
+(zero-shot labels, encoder spaces).
 """
 
 from namesae._lazy import lazy_exports
